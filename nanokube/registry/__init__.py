@@ -1,0 +1,35 @@
+"""Per-kind strategies, and the registry of every kind the API server serves."""
+from __future__ import annotations
+
+from nanokube.registry.base import Registry, ServerConfig, Strategy
+
+
+def strategy_classes() -> list[type[Strategy]]:
+    """Every kind but Service, in the order discovery lists them."""
+    from nanokube.registry.configmap import ConfigMapStrategy
+    from nanokube.registry.deployment import DeploymentStrategy
+    from nanokube.registry.endpoints import EndpointsStrategy
+    from nanokube.registry.endpointslice import EndpointSliceStrategy
+    from nanokube.registry.event import EventStrategy
+    from nanokube.registry.ingress import IngressStrategy
+    from nanokube.registry.ingressclass import IngressClassStrategy
+    from nanokube.registry.lease import LeaseStrategy
+    from nanokube.registry.namespace import NamespaceStrategy
+    from nanokube.registry.node import NodeStrategy
+    from nanokube.registry.pod import PodStrategy
+    from nanokube.registry.replicaset import ReplicaSetStrategy
+    from nanokube.registry.secret import SecretStrategy
+    from nanokube.registry.serviceaccount import ServiceAccountStrategy
+    return [NamespaceStrategy, NodeStrategy, PodStrategy, EndpointsStrategy, ConfigMapStrategy,
+            SecretStrategy, ServiceAccountStrategy, EventStrategy, LeaseStrategy,
+            EndpointSliceStrategy, DeploymentStrategy, ReplicaSetStrategy, IngressStrategy,
+            IngressClassStrategy]
+
+
+def default_registry(config: ServerConfig | None = None) -> Registry:
+    """Every strategy, ServiceStrategy included, sharing one ServerConfig."""
+    from nanokube.registry.service import ServiceStrategy   # lazily: written in parallel
+    config = config or ServerConfig()
+    classes = strategy_classes()
+    classes.insert(3, ServiceStrategy)
+    return Registry([cls(config) for cls in classes])

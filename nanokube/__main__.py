@@ -1,0 +1,6 @@
+"""`python -m nanokube`."""
+import sys
+
+from nanokube.cli.main import main
+
+sys.exit(main())

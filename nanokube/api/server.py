@@ -1,0 +1,344 @@
+"""`nanokube server`: the API server process.
+
+HTTPS with a CA made at first start, authentication by client certificate or bearer token,
+the generic REST machinery over the SQLite store, and the in-process controllers that belong
+to the API server in Kubernetes (bootstrap objects, the `kubernetes` Service's endpoints).
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from nanokube.api import discovery, errors as E, pki
+from nanokube.api.rest import ApiHandler, json_response, parse_path, status_response
+from nanokube.api.storage import ResourceStorage, now_rfc3339
+from nanokube.registry.base import ServerConfig
+
+log = logging.getLogger("nanokube.server")
+
+KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-nanokube",
+                "gitCommit": "0000000000000000000000000000000000000000",
+                "gitTreeState": "clean", "buildDate": "2026-11-26T00:00:00Z",
+                "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+
+
+class ApiServer:
+    def __init__(self, data_dir: str, config: ServerConfig, listen: list[str],
+                 advertise_address: str | None = None):
+        from nanokube.registry import default_registry
+        self.data_dir = Path(data_dir)
+        self.config = config
+        self.listen = listen
+        self.advertise_address = advertise_address
+        self.registry = default_registry(config)
+        self.store = None
+        self.storages: dict[tuple[str, str], ResourceStorage] = {}
+        self.handler = ApiHandler(self)
+        self.runner: web.AppRunner | None = None
+        self.tokens: dict = {}
+        self.ready = False
+        self.tasks: list[asyncio.Task] = []
+        self._openapi_cache: dict = {}
+
+    # ---- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        from nanokube.store.sqlite import SQLiteStore
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SQLiteStore(str(self.data_dir / "state.db"))
+        await self.store.open()
+        for s in self.registry.strategies:
+            self.storages[(s.group, s.plural)] = ResourceStorage(s, self.store,
+                                                                 self._namespace_check)
+        await self._restore_allocations()
+        await self._bootstrap()
+        ssl_ctx = self._tls()
+        app = web.Application(client_max_size=4 * 1024 * 1024, handler_args={
+            "max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self._serve)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        for addr in self.listen:
+            host, _, port = addr.rpartition(":")
+            site = web.TCPSite(self.runner, host.strip("[]"), int(port), ssl_context=ssl_ctx,
+                               backlog=1024, reuse_address=True)
+            await site.start()
+        self._start_controllers()
+        self.ready = True
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
+
+    def _tls(self):
+        pki_dir = self.data_dir / "pki"
+        pki_dir.mkdir(exist_ok=True)
+        ca = pki.ensure_ca(str(pki_dir))
+        ips = ["127.0.0.1", self._first_service_ip()]
+        hosts = ["localhost"]
+        for addr in self.listen + ([self.advertise_address] if self.advertise_address else []):
+            host = addr.rpartition(":")[0].strip("[]") if ":" in addr else addr
+            try:
+                ipaddress.ip_address(host)
+                if host not in ips and host not in ("0.0.0.0", "::"):
+                    ips.append(host)
+            except ValueError:
+                hosts.append(host)
+        cert, key = pki.issue_serving_cert(ca, hosts, ips)
+        (pki_dir / "apiserver.crt").write_bytes(cert)
+        (pki_dir / "apiserver.key").write_bytes(key)
+        os.chmod(pki_dir / "apiserver.key", 0o600)
+        kubeconfig = self.data_dir / "kubeconfig"
+        server_host = self.advertise_address or self.listen[0].rpartition(":")[0]
+        port = self.listen[0].rpartition(":")[2]
+        if server_host in ("0.0.0.0", "::", "[::]"):
+            server_host = "127.0.0.1"
+        if not kubeconfig.exists():
+            ccert, ckey = pki.issue_client_cert(ca, "kubernetes-admin", ["system:masters"])
+            name = self.data_dir.name or "nanokube"
+            pki.write_kubeconfig(str(kubeconfig), f"https://{server_host}:{port}", ca[0],
+                                 ccert, ckey, name, f"nanokube-{name}")
+        self.tokens = pki.load_tokens(str(pki_dir)) if hasattr(pki, "load_tokens") else {}
+        if hasattr(pki, "ensure_token_file"):
+            pki.ensure_token_file(str(pki_dir))
+            self.tokens = pki.load_tokens(str(pki_dir))
+        return pki.server_ssl_context(str(pki_dir / "apiserver.crt"),
+                                      str(pki_dir / "apiserver.key"), str(pki_dir / "ca.crt"))
+
+    def _first_service_ip(self) -> str:
+        net = ipaddress.ip_network(self.config.service_cluster_ip_range, strict=False)
+        return str(net.network_address + 1)
+
+    async def _restore_allocations(self) -> None:
+        for s in self.registry.strategies:
+            if type(s).restore is not type(s).__mro__[-2].restore:
+                objs, _, _, _ = await self.storages[(s.group, s.plural)].list(None)
+                s.restore(objs)
+
+    async def _bootstrap(self) -> None:
+        """The objects every cluster has: system namespaces and the `kubernetes` Service."""
+        ns = self.storages[("", "namespaces")]
+        for name in SYSTEM_NAMESPACES:
+            try:
+                await ns.get(None, name)
+            except E.StatusError:
+                await ns.create(None, {"apiVersion": "v1", "kind": "Namespace",
+                                       "metadata": {"name": name}})
+        svc = self.storages[("", "services")]
+        try:
+            await svc.get("default", "kubernetes")
+        except E.StatusError:
+            from nanokube.registry.service import kubernetes_service
+            await svc.create("default", kubernetes_service(self.config))
+        await self._reconcile_kubernetes_endpoints()
+
+    def _endpoint_address(self) -> str | None:
+        for addr in ([self.advertise_address] if self.advertise_address else []) + \
+                [a.rpartition(":")[0].strip("[]") for a in self.listen]:
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                continue
+            if not ip.is_loopback and not ip.is_unspecified:
+                return str(ip)
+        return None
+
+    async def _reconcile_kubernetes_endpoints(self) -> None:
+        """The apiserver's own endpoints, as its lease reconciler keeps them."""
+        ip = self._endpoint_address()
+        if ip is None:
+            return
+        port = int(self.listen[0].rpartition(":")[2])
+        ep = {"apiVersion": "v1", "kind": "Endpoints",
+              "metadata": {"name": "kubernetes", "namespace": "default",
+                           "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+              "subsets": [{"addresses": [{"ip": ip}],
+                           "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
+        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "kubernetes", "namespace": "default",
+                               "labels": {"kubernetes.io/service-name": "kubernetes",
+                                          "endpointslice.kubernetes.io/managed-by":
+                                          "endpointslice-controller.k8s.io"}},
+                  "addressType": "IPv4",
+                  "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+                  "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+        for (group, plural), obj in ((("", "endpoints"), ep),
+                                     (("discovery.k8s.io", "endpointslices"), slice_)):
+            storage = self.storages[(group, plural)]
+            try:
+                cur = await storage.get("default", "kubernetes")
+            except E.StatusError:
+                await storage.create("default", obj)
+                continue
+            body = {k: v for k, v in obj.items() if k != "metadata"}
+            if any(cur.get(k) != v for k, v in body.items()):
+                cur.update(body)
+                await storage.update("default", "kubernetes", cur)
+
+    def _start_controllers(self) -> None:
+        from nanokube.controllers.garbagecollector import GarbageCollector
+        from nanokube.controllers.namespace import NamespaceController
+        self.tasks.append(asyncio.create_task(GarbageCollector(self).run()))
+        self.tasks.append(asyncio.create_task(NamespaceController(self).run()))
+
+    async def _namespace_check(self, namespace: str) -> None:
+        try:
+            ns = await self.storages[("", "namespaces")].get(None, namespace)
+        except E.StatusError:
+            raise E.not_found_error("namespaces", "", namespace) from None
+        if ns["metadata"].get("deletionTimestamp"):
+            raise E.StatusError(403, "Forbidden", f"unable to create new content in namespace "
+                                f"{namespace} because it is being terminated",
+                                {"name": namespace, "kind": "namespaces", "causes": [{
+                                    "reason": "NamespaceTerminating",
+                                    "message": f"namespace {namespace} is being terminated",
+                                    "field": "metadata.namespace"}]})
+
+    # ---- HTTP -----------------------------------------------------------------------------
+    def _authenticate(self, request: web.Request):
+        peercert = None
+        if request.transport is not None:
+            peercert = request.transport.get_extra_info("peercert")
+        return pki.authenticate(peercert, request.headers.get("Authorization"), self.tokens)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        try:
+            if path in PUBLIC_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+                return self._health(path)
+            if self._authenticate(request) is None:
+                return status_response(E.unauthorized())
+            route = parse_path(path)
+            if route is not None:
+                return await self.handler.handle(request, route)
+            return self._non_resource(request, path)
+        except E.StatusError as err:
+            return status_response(err)
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception as exc:  # never crash the connection on a bug: answer 500
+            log.exception("internal error on %s %s", request.method, path)
+            return status_response(E.internal_error(f"{type(exc).__name__}: {exc}"))
+
+    def _health(self, path: str) -> web.Response:
+        if path == "/version":
+            return json_response(KUBE_VERSION)
+        if not self.ready:
+            return web.Response(status=500, text="[-]poststarthook failed\n")
+        return web.Response(text="ok")
+
+    def _non_resource(self, request: web.Request, path: str) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        reg = self.registry
+        if path == "/api":
+            if discovery.wants_aggregated(accept):
+                return self._aggregated(discovery.aggregated(reg, core=True))
+            host = request.host or "127.0.0.1:6443"
+            return json_response(discovery.legacy_api(host))
+        if path == "/apis":
+            if discovery.wants_aggregated(accept):
+                return self._aggregated(discovery.aggregated(reg, core=False))
+            return json_response(discovery.legacy_groups(reg))
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[0] == "openapi":
+            return self._openapi(request, parts)
+        gv = None
+        if len(parts) == 2 and parts[0] == "api":
+            gv = ("", parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            gv = (parts[1], parts[2])
+        elif len(parts) == 2 and parts[0] == "apis":
+            versions = discovery.group_versions(reg).get(parts[1])
+            if versions:
+                gvs = [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions]
+                return json_response({"kind": "APIGroup", "apiVersion": "v1",
+                                      "name": parts[1], "versions": gvs,
+                                      "preferredVersion": gvs[0]})
+        if gv is not None:
+            doc = discovery.resource_list(reg, *gv)
+            if doc is not None:
+                return json_response(doc)
+        raise E.StatusError(404, "NotFound", "the server could not find the requested resource",
+                            {})
+
+    @staticmethod
+    def _aggregated(doc: dict) -> web.Response:
+        body = json.dumps(doc, separators=(",", ":")).encode()
+        return web.Response(body=body, headers={
+            "Content-Type": discovery.AGGREGATED_CONTENT_TYPE})
+
+    def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
+        from nanokube.api import openapi
+        if parts[:2] != ["openapi", "v3"]:
+            raise E.StatusError(404, "NotFound", "the server could not find the requested "
+                                "resource", {})
+        groups = [(g, v) for g, vs in discovery.group_versions(self.registry).items()
+                  for v in vs]
+        if len(parts) == 2:
+            return json_response(openapi.index(groups, self.registry.strategies))
+        rest = parts[2:]
+        if rest[0] == "api" and len(rest) == 2:
+            gv = ("", rest[1])
+        elif rest[0] == "apis" and len(rest) == 3:
+            gv = (rest[1], rest[2])
+        else:
+            raise E.StatusError(404, "NotFound", "the server could not find the requested "
+                                "resource", {})
+        if gv not in groups:
+            raise E.StatusError(404, "NotFound", "the server could not find the requested "
+                                "resource", {})
+        body = self._openapi_cache.get(gv)
+        if body is None:
+            doc = openapi.group_version_doc(self.registry.strategies, *gv)
+            body = json.dumps(doc, separators=(",", ":")).encode()
+            self._openapi_cache[gv] = body
+        return web.Response(body=body, content_type="application/json",
+                            headers={"Cache-Control": "public, immutable"})
+
+
+def _configure_logging(data_dir: str) -> None:
+    logging.basicConfig(level=os.environ.get("NANOKUBE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+async def _run(server: ApiServer) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    t0 = time.monotonic()
+    await server.start()
+    log.info("serving on %s (ready in %.0f ms)", ", ".join(server.listen),
+             (time.monotonic() - t0) * 1000)
+    await stop.wait()
+    await server.stop()
+
+
+def main(args) -> int:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    _configure_logging(args.data_dir)
+    config = ServerConfig(service_cluster_ip_range=args.service_cluster_ip_range,
+                          service_node_port_range=args.service_node_port_range)
+    listen = args.listen or ["127.0.0.1:6443"]
+    if isinstance(listen, str):
+        listen = [listen]
+    server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None))
+    asyncio.run(_run(server))
+    return 0

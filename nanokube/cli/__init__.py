@@ -1,0 +1,1 @@
+"""The `nanokube` command line: kubectl-like verbs and the long-running parts' entry points."""

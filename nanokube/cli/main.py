@@ -1,0 +1,145 @@
+"""`nanokube` entry point: one argparse sub-command per verb.
+
+Every sub-command is an entry of SUBCOMMANDS: its help, the arguments it takes (added here so
+that `nanokube --help` imports nothing heavy) and the "module:function" it runs, imported only
+when it runs and called with the parsed arguments; its return value is the exit code.
+Other modules register theirs (`up`, `down`, `status`, `exec`, `logs`, `agent`) with `register`
+or by adding an entry below.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    help: str
+    target: str                                                  # "package.module:function"
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+class _AppendOverDefault(argparse.Action):
+    """append, but the first use replaces the default instead of adding to it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        if current is self.default or current is None:
+            current = []
+        setattr(namespace, self.dest, [*current, values])
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "t", "true", "yes"):
+        return True
+    if text.lower() in ("0", "f", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value: {text!r}")
+
+
+# ---- arguments of each sub-command --------------------------------------------------------------
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, metavar="DIR")
+    p.add_argument("--listen", action=_AppendOverDefault, default=["127.0.0.1:6443"],
+                   metavar="HOST:PORT", help="address to serve on (repeatable)")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", metavar="CIDR")
+    p.add_argument("--service-node-port-range", default="30000-32767", metavar="A-B")
+    p.add_argument("--advertise-address", default=None, metavar="IP")
+
+
+def _apply_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filename", action="append", required=True, metavar="FILE",
+                   help="a file, a folder of .yaml/.yml/.json files, or - for stdin")
+
+
+def _get_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", metavar="KIND")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("-A", "--all-namespaces", action="store_true")
+    p.add_argument("-o", "--output", choices=["wide", "yaml", "json", "name"])
+    p.add_argument("-w", "--watch", action="store_true")
+    p.add_argument("-l", "--selector", metavar="SELECTOR")
+    p.add_argument("--field-selector", metavar="SELECTOR")
+
+
+def _describe_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", metavar="KIND")
+    p.add_argument("name", nargs="?", metavar="NAME")
+
+
+def _delete_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filename", action="append", metavar="FILE")
+    p.add_argument("kind", nargs="?", metavar="KIND")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p.add_argument("--ignore-not-found", action="store_true")
+    p.add_argument("--wait", type=_bool, nargs="?", const=True, default=True,
+                   help="wait until the objects are gone (default true)")
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {
+    "server": Subcommand("run the API server", "nanokube.api.server:main", _server_args),
+    "apply": Subcommand("create or update objects from manifests (client-side apply)",
+                        "nanokube.cli.apply:main", _apply_args),
+    "get": Subcommand("list objects or get one", "nanokube.cli.get:main", _get_args),
+    "describe": Subcommand("show an object in detail", "nanokube.cli.describe:main",
+                           _describe_args),
+    "delete": Subcommand("delete objects by file or by name", "nanokube.cli.delete:main",
+                         _delete_args),
+    "kubeconfig": Subcommand("print the path of the cluster's kubeconfig",
+                             "nanokube.cli.kubeconfig:main"),
+    # "up", "down", "status", "exec", "logs", "agent": registered by their own modules' authors
+}
+
+
+def register(name: str, help: str, target: str,
+             add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> None:
+    SUBCOMMANDS[name] = Subcommand(help, target, add_arguments)
+
+
+# ---- parsing and dispatch ------------------------------------------------------------------------
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """Options valid before and after the verb. On sub-parsers their defaults are suppressed,
+    or a sub-parser's default would overwrite a value given before the verb."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--kubeconfig", default=d(None), metavar="PATH",
+                   help="default: $KUBECONFIG, else $NANOKUBE_HOME/<name>/kubeconfig")
+    p.add_argument("--context", default=d(None), help="the kubeconfig context to use")
+    p.add_argument("--name", dest="cluster_name", default=d("default"), metavar="NAME",
+                   help="the cluster's name (default: default)")
+    p.add_argument("-n", "--namespace", default=d(None),
+                   help="namespace (default: the context's, else default)")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nanokube", parents=[_global_options(False)],
+                                     description="A tiny, real Kubernetes for service networking.")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    shared = _global_options(True)
+    for name, cmd in SUBCOMMANDS.items():
+        p = subs.add_parser(name, help=cmd.help, description=cmd.help, parents=[shared])
+        if cmd.add_arguments:
+            cmd.add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    module_name, _, func = SUBCOMMANDS[args.command].target.partition(":")
+    target = getattr(importlib.import_module(module_name), func)
+    code = target(args)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
