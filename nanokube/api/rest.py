@@ -351,9 +351,8 @@ class ApiHandler:
                                         f"json, application/merge-patch+json, application/apply-"
                                         f"patch+yaml, application/strategic-merge-patch+json")
             except P.PatchError as e:
-                raise E.StatusError(422 if "test" in str(e) else 400,
-                                    "Invalid" if "test" in str(e) else "BadRequest",
-                                    str(e)) from None
+                reason = {422: "Invalid", 413: "RequestEntityTooLarge"}.get(e.code, "BadRequest")
+                raise E.StatusError(e.code, reason, e.message) from None
             if not isinstance(new, dict):
                 raise E.bad_request("the patch did not produce an object")
             self._check_fields(s, route.version, new, [], mode, warnings)

@@ -97,10 +97,7 @@ class ApiServer:
                     ips.append(host)
             except ValueError:
                 hosts.append(host)
-        cert, key = pki.issue_serving_cert(ca, hosts, ips)
-        (pki_dir / "apiserver.crt").write_bytes(cert)
-        (pki_dir / "apiserver.key").write_bytes(key)
-        os.chmod(pki_dir / "apiserver.key", 0o600)
+        cert_path, key_path = pki.ensure_serving_cert(str(pki_dir), ca, hosts, ips)
         kubeconfig = self.data_dir / "kubeconfig"
         server_host = self.advertise_address or self.listen[0].rpartition(":")[0]
         port = self.listen[0].rpartition(":")[2]
@@ -111,12 +108,9 @@ class ApiServer:
             name = self.data_dir.name or "nanokube"
             pki.write_kubeconfig(str(kubeconfig), f"https://{server_host}:{port}", ca[0],
                                  ccert, ckey, name, f"nanokube-{name}")
-        self.tokens = pki.load_tokens(str(pki_dir)) if hasattr(pki, "load_tokens") else {}
-        if hasattr(pki, "ensure_token_file"):
-            pki.ensure_token_file(str(pki_dir))
-            self.tokens = pki.load_tokens(str(pki_dir))
-        return pki.server_ssl_context(str(pki_dir / "apiserver.crt"),
-                                      str(pki_dir / "apiserver.key"), str(pki_dir / "ca.crt"))
+        pki.ensure_token_file(str(pki_dir))
+        self.tokens = pki.load_tokens(str(pki_dir))
+        return pki.server_ssl_context(cert_path, key_path, str(pki_dir / "ca.crt"))
 
     def _first_service_ip(self) -> str:
         net = ipaddress.ip_network(self.config.service_cluster_ip_range, strict=False)

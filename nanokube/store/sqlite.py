@@ -145,9 +145,11 @@ class SQLiteStore(Store):
                    start_after: str = "") -> tuple[list[KeyValue], int, bool]:
         rev = self._check_revision(revision)
         cond, params = _range(prefix, start_after)
+        # The newest row of each name at `rev`, in name order from the index. CROSS JOIN keeps
+        # that order as the outer loop: an outer ORDER BY would sort whole values (10x slower).
         sql = ("SELECT k.id, k.name, k.created, k.create_revision, k.value FROM"
-               f" (SELECT MAX(id) AS id FROM kv WHERE {cond} AND id <= ? GROUP BY name) AS m"
-               " JOIN kv AS k ON k.id = m.id WHERE k.deleted = 0 ORDER BY k.name LIMIT ?")
+               f" (SELECT MAX(id) AS id, name FROM kv WHERE {cond} AND id <= ? GROUP BY name ORDER BY name) AS m"
+               " CROSS JOIN kv AS k ON k.id = m.id WHERE k.deleted = 0 LIMIT ?")
         rows = self._conn().execute(sql, (*params, rev, limit + 1 if limit > 0 else -1)).fetchall()
         more = 0 < limit < len(rows)
         if more:

@@ -69,7 +69,7 @@ def test_get_watch_streams_changes(kubectl, apiserver):
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         time.sleep(1.5)
-        kubectl("create", "service", "clusterip", "watched", "--tcp=80:8080")
+        kubectl("create", "-f", "-", input=svc_manifest("watched", [{"port": 80}]))
         kubectl("delete", "svc", "watched")
         time.sleep(1.5)
     finally:
@@ -95,9 +95,10 @@ def test_server_side_apply(kubectl):
      'The Service "np99" is invalid: spec.ports[0].nodePort: Invalid value: 99: provided port '
      'is not in the valid range. The range of valid ports is 30000-32767'),
     ("dup", svc_manifest("dup", [{"name": "a", "port": 80}, {"name": "b", "port": 80}]),
-     'The Service "dup" is invalid: spec.ports[1]: Duplicate value: core.ServicePort{Name:"b", '
+     # Kubernetes reports the (protocol, port) key it compared, not the whole port.
+     'The Service "dup" is invalid: spec.ports[1]: Duplicate value: core.ServicePort{Name:"", '
      'Protocol:"TCP", AppProtocol:(*string)(nil), Port:80, TargetPort:intstr.IntOrString{Type:0, '
-     'IntVal:80, StrVal:""}, NodePort:0}'),
+     'IntVal:0, StrVal:""}, NodePort:0}'),
     ("noname", svc_manifest("noname", [{"port": 80}, {"port": 81}]),
      'The Service "noname" is invalid: \n* spec.ports[0].name: Required value\n'
      '* spec.ports[1].name: Required value'),

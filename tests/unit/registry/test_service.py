@@ -730,3 +730,47 @@ def test_field_labels_and_identity():
     assert (s.group, s.kind, s.plural, s.singular, s.short_names, s.categories, s.namespaced,
             s.has_status, s.return_deleted_object) == (
         "", "Service", "services", "service", ("svc",), ("all",), True, True, True)
+
+
+# ---- dual-stack -------------------------------------------------------------------------------
+
+def test_dual_stack_upgrade_and_downgrade():
+    api = Api(ServerConfig("10.96.0.0/12,fd00::/108"))
+    v6 = api.s.allocators.ip_allocators["IPv6"]
+    both = api.create(svc("a", ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv6"]))
+    assert both["spec"]["ipFamilies"] == ["IPv6", "IPv4"]
+    assert both["spec"]["clusterIP"] == both["spec"]["clusterIPs"][0]
+    assert ":" in both["spec"]["clusterIPs"][0] and "." in both["spec"]["clusterIPs"][1]
+
+    single = api.create(svc("b"))
+    up = copy.deepcopy(single)
+    up["spec"]["ipFamilyPolicy"] = "PreferDualStack"
+    upgraded = api.update(up)
+    assert upgraded["spec"]["ipFamilies"] == ["IPv4", "IPv6"] and v6.used() == 2
+    assert upgraded["spec"]["clusterIPs"][0] == single["spec"]["clusterIP"]
+
+    still = api.update(upgraded)   # unchanged PreferDualStack: left alone
+    assert still["spec"]["clusterIPs"] == upgraded["spec"]["clusterIPs"]
+
+    down = copy.deepcopy(upgraded)
+    down["spec"]["ipFamilyPolicy"] = "SingleStack"
+    downgraded = api.update(down)
+    assert downgraded["spec"]["clusterIPs"] == [single["spec"]["clusterIP"]]
+    assert downgraded["spec"]["ipFamilies"] == ["IPv4"] and v6.used() == 1
+
+    assert invalid_message(api, svc("z", clusterIP="fd00::5", clusterIPs=["fd00::5", "fd00::6"],
+                                    ipFamilyPolicy="PreferDualStack")) == (
+        'spec.clusterIPs: Invalid value: []string{"fd00::5", "fd00::6"}: may specify no more '
+        "than one IP for each IP family")
+    assert invalid_message(api, svc("z", clusterIP="10.96.0.5",
+                                    clusterIPs=["10.96.0.5", "fd00::6"])) == (
+        'spec.ipFamilyPolicy: Invalid value: "SingleStack": must be \'RequireDualStack\' or '
+        "'PreferDualStack' when multiple cluster IPs are specified")
+
+
+def test_ipv6_only_cluster():
+    api = Api(ServerConfig("fd00::/108"))
+    out = api.create(svc())
+    assert out["spec"]["ipFamilies"] == ["IPv6"] and ":" in out["spec"]["clusterIP"]
+    assert api.create(kubernetes_service(ServerConfig("fd00::/108")))["spec"]["clusterIP"] == \
+        "fd00::1"

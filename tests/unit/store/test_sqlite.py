@@ -111,6 +111,7 @@ async def test_acknowledged_writes_survive_kill_9(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait(10)
     acked += [line.split() for line in child.stdout.read().splitlines() if len(line.split()) == 3]
+    child.stdout.close()
     assert child.returncode == -signal.SIGKILL
 
     store = SQLiteStore(path, compact_interval=0)
