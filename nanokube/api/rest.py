@@ -162,8 +162,14 @@ class ApiHandler:
 
     def _check_fields(self, s: Strategy, version: str, obj: dict, dups: list[str],
                       mode: str, warnings: list[str]) -> None:
-        """fieldValidation Strict / Warn / Ignore (KEP-2885)."""
+        """Type errors always fail; unknown fields as fieldValidation says (KEP-2885)."""
         from nanokube.api import schema
+        from nanokube.api.typecheck import type_error
+        gv = f"{s.group}/{version}" if s.group else version
+        bad_type = type_error(s.group, version, s.kind, obj)
+        if bad_type:
+            raise E.bad_request(f'{s.kind} in version "{gv}" cannot be handled as a {s.kind}: '
+                                f"{bad_type}")
         unknown = schema.unknown_fields(s.group, version, s.kind, obj)
         if mode == "Ignore":
             for path in unknown:
@@ -177,7 +183,6 @@ class ApiHandler:
         if not problems:
             return
         if mode == "Strict":
-            gv = f"{s.group}/{version}" if s.group else version
             raise E.bad_request(f'{s.kind} in version "{gv}" cannot be handled as a {s.kind}: '
                                 f'strict decoding error: {", ".join(problems)}')
         warnings.extend(problems)

@@ -324,10 +324,14 @@ class IngressStrategy(Strategy):
 
     def validate_update(self, new: dict, old: dict) -> list[FieldError]:
         errs = V.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {})
-        return errs + _validate_ingress(new)
+        errs += _validate_ingress(new)
+        # The storage calls this for /status too; a main update has the old status by now.
+        if new.get("status") != old.get("status"):
+            errs += validate_load_balancer_status(new.get("status") or {})
+        return errs
 
     def validate_status_update(self, new: dict, old: dict) -> list[FieldError]:
-        """ValidateIngressStatusUpdate (the base Strategy has no hook for it yet)."""
+        """ValidateIngressStatusUpdate."""
         errs = V.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {})
         return errs + validate_load_balancer_status(new.get("status") or {})
 

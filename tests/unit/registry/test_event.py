@@ -9,9 +9,11 @@ def ago(**kw):
 
 def event(**extra):
     obj = {"apiVersion": "v1", "kind": "Event",
-           "metadata": {"name": "web.17f0", "namespace": "default", "creationTimestamp": ago(days=3)},
+           "metadata": {"name": "web.17f0", "namespace": "default",
+                        "creationTimestamp": ago(days=3)},
            "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web",
-                              "uid": "u-1", "apiVersion": "v1", "fieldPath": "spec.containers{web}"},
+                              "uid": "u-1", "apiVersion": "v1",
+                              "fieldPath": "spec.containers{web}"},
            "reason": "Pulled", "message": "Container image pulled ", "type": "Normal",
            "source": {"component": "kubelet", "host": "node-1"},
            "firstTimestamp": ago(days=3), "lastTimestamp": ago(days=3), "count": 4}
@@ -38,7 +40,7 @@ def test_columns_and_row():
 def test_row_for_new_style_event():
     s = EventStrategy()
     obj = event(firstTimestamp=None, lastTimestamp=None, count=0, source={},
-                eventTime=ago(days=3) .replace("Z", ".000000Z"),
+                eventTime=ago(days=3).replace("Z", ".000000Z"),
                 reportingComponent="nanokube-controller", reportingInstance="host-1",
                 series={"count": 7, "lastObservedTime": ago(days=3)})
     row = s.table_row(obj)

@@ -246,6 +246,7 @@ def test_status_update_validation(ing):
         "(e.g. 10.9.8.7 or 2001:db8::ffff)",
         'status.loadBalancer.ingress[1].hostname: Invalid value: "1.2.3.4": must be a DNS name, '
         "not an IP address"]
+    assert [str(e) for e in ing.validate_update(new, obj)] == msgs
 
 
 def test_prepare_create_drops_status(ing):
