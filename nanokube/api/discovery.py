@@ -9,6 +9,21 @@ AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGro
 _VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
+def subresources(s: Strategy) -> list[tuple[str, dict, list[str]]]:
+    """(name, responseKind, verbs) of each subresource a kind serves."""
+    own = {"group": s.group, "version": s.version, "kind": s.kind}
+    out = []
+    if s.has_status:
+        out.append(("status", own, ["get", "patch", "update"]))
+    if (s.group, s.plural) == ("", "pods"):
+        out.append(("binding", {"group": "", "version": "v1", "kind": "Binding"}, ["create"]))
+        out.append(("log", {"group": "", "version": "v1", "kind": "Pod"}, ["get"]))
+    if (s.group, s.plural) in (("apps", "deployments"), ("apps", "replicasets")):
+        out.append(("scale", {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                    ["get", "patch", "update"]))
+    return out
+
+
 def wants_aggregated(accept: str) -> bool:
     for part in accept.split(","):
         params = dict(p.strip().split("=", 1) for p in part.split(";")[1:] if "=" in p)
@@ -49,10 +64,12 @@ def resource_list(registry: Registry, group: str, version: str) -> dict | None:
         if s.categories:
             entry["categories"] = list(s.categories)
         resources.append(entry)
-        if s.has_status:
-            resources.append({"name": f"{s.plural}/status", "singularName": "",
-                              "namespaced": s.namespaced, "kind": s.kind,
-                              "verbs": ["get", "patch", "update"]})
+        for sub, kind, verbs in subresources(s):
+            entry = {"name": f"{s.plural}/{sub}", "singularName": "",
+                     "namespaced": s.namespaced, "kind": kind["kind"], "verbs": verbs}
+            if kind["group"] != s.group:
+                entry["group"], entry["version"] = kind["group"], kind["version"]
+            resources.append(entry)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": resources}
@@ -83,9 +100,10 @@ def _aggregated_resource(s: Strategy, version: str) -> dict:
         entry["shortNames"] = list(s.short_names)
     if s.categories:
         entry["categories"] = list(s.categories)
-    if s.has_status:
-        entry["subresources"] = [{"subresource": "status", "responseKind": kind,
-                                  "verbs": ["get", "patch", "update"]}]
+    subs = [{"subresource": sub, "responseKind": dict(rk, version=version) if rk["kind"] == s.kind
+             else rk, "verbs": verbs} for sub, rk, verbs in subresources(s)]
+    if subs:
+        entry["subresources"] = subs
     return entry
 
 

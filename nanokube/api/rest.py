@@ -18,6 +18,7 @@ from aiohttp import web
 
 from nanokube.api import errors as E
 from nanokube.api import selectors as sel
+from nanokube.api import subresources
 from nanokube.api.decode import decode_object
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.tables import table
@@ -241,6 +242,8 @@ class ApiHandler:
     async def _dispatch(self, request, route, s, warnings) -> web.StreamResponse:
         m = request.method
         if route.subresource and route.subresource != "status":
+            if subresources.supports(s.group, s.plural, route.subresource) and route.name:
+                return await self._subresource(request, route, s)
             if not (route.plural == "namespaces" and route.subresource == "finalize"):
                 raise E.StatusError(404, "NotFound", "the server could not find the requested "
                                     "resource", {})
@@ -271,6 +274,23 @@ class ApiHandler:
         if m == "POST":
             raise E.method_not_allowed(m, s.plural)
         raise E.method_not_allowed(m, s.plural)
+
+    async def _subresource(self, request, route, s) -> web.StreamResponse:
+        storage = self._storage(s)
+        sub = route.subresource
+        if sub == "binding":
+            if request.method != "POST":
+                raise E.method_not_allowed(request.method, "pods/binding")
+            binding, _ = decode_object(await self._read_body(request),
+                                       request.headers.get("Content-Type", JSON))
+            return await subresources.bind(storage, route.namespace, route.name, binding)
+        if sub == "log":
+            if request.method != "GET":
+                raise E.method_not_allowed(request.method, "pods/log")
+            nodes = self.api.storages[("", "nodes")]
+            return await subresources.logs(request, storage, nodes, route.namespace, route.name)
+        body = await self._read_body(request) if request.method != "GET" else b""
+        return await subresources.scale(request, storage, route.namespace, route.name, body)
 
     # ---- verbs ---------------------------------------------------------------------------
     def _respond_obj(self, request, s: Strategy, obj: dict, version: str,

@@ -180,7 +180,9 @@ class ResourceStorage:
             raise self._conflict(name)
         self._type_meta(obj)
         self._carry_meta(obj, old)
-        if subresource == "status":
+        if subresource == "binding":
+            pass  # the scheduler's assignment: built from the old object by bind()
+        elif subresource == "status":
             s.prepare_status_update(obj, old)
         elif subresource == "finalize":
             # Namespaces' /finalize changes spec.finalizers and nothing else.
@@ -193,14 +195,14 @@ class ResourceStorage:
             s.prepare_update(obj, old)
             if _spec_of(obj) != _spec_of(old):
                 meta["generation"] = old["metadata"].get("generation", 0) + 1
-        errs = s.validate_update(obj, old)
+        errs = s.validate_update(obj, old) if subresource != "binding" else []
         if errs:
             raise self._invalid(name, errs)
         if _same_ignoring_rv(obj, old):
             return old
         if self._finalized(obj):
             return await self._delete_now(namespace, name, old)
-        txn = s.begin_update(obj, old) if subresource != "status" else None
+        txn = s.begin_update(obj, old) if subresource in ("", "finalize") else None
         if dry_run:
             if txn:
                 txn.rollback()
@@ -286,7 +288,12 @@ class ResourceStorage:
             finalizers.append("foregroundDeletion")
         if policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
-        if finalizers or blocked:
+        grace = self.strategy.deletion_grace_seconds(old, options)
+        if grace > 0 and not dry_run:
+            marked = await self._mark_graceful(namespace, name, old, grace)
+            if marked is not None:
+                return marked, False
+        elif finalizers or blocked:
             if old["metadata"].get("deletionTimestamp"):
                 return old, False
             if dry_run:
@@ -305,6 +312,21 @@ class ResourceStorage:
         if dry_run:
             return old, True
         return await self._delete_now(namespace, name, old), True
+
+    async def _mark_graceful(self, namespace, name, old: dict, grace: int) -> dict | None:
+        """Graceful deletion (pods on a node): deletionTimestamp now + grace; the node agent
+        stops the pod and then deletes it with a grace period of 0."""
+        meta = old["metadata"]
+        if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds", 0) <= grace:
+            return old
+        marked = copy.deepcopy(old)
+        deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=grace)
+        marked["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        marked["metadata"]["deletionGracePeriodSeconds"] = grace
+        kv = await self.store.update(self.key(namespace, name), encode(marked),
+                                     int(meta["resourceVersion"]))
+        marked["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        return marked
 
     async def _delete_now(self, namespace: str | None, name: str, old: dict) -> dict:
         try:

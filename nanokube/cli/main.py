@@ -80,6 +80,25 @@ def _delete_args(p: argparse.ArgumentParser) -> None:
                    help="wait until the objects are gone (default true)")
 
 
+def _controller_manager_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
+                   help="the pod CIDR that node IPAM splits into per-node ranges")
+    p.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N")
+    p.add_argument("--node-monitor-grace-period", type=float, default=8.0, metavar="SECONDS",
+                   help="a node whose Lease is older than this is marked NotReady")
+
+
+def _agent_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", required=True, metavar="NAME", help="this node's name")
+    p.add_argument("--node-ip", required=True, metavar="IP")
+    p.add_argument("--state-dir", required=True, metavar="DIR")
+    p.add_argument("--cluster", default="default", metavar="NAME",
+                   help="the cluster's name (prefix of the namespaces the agent makes)")
+    p.add_argument("--cluster-dns", default="10.96.0.10", metavar="IP")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--lease-duration", type=float, default=10.0, metavar="SECONDS")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "server": Subcommand("run the API server", "nanokube.api.server:main", _server_args),
     "apply": Subcommand("create or update objects from manifests (client-side apply)",
@@ -91,7 +110,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                          _delete_args),
     "kubeconfig": Subcommand("print the path of the cluster's kubeconfig",
                              "nanokube.cli.kubeconfig:main"),
-    # "up", "down", "status", "exec", "logs", "agent": registered by their own modules' authors
+    "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
+                                     "nanokube.controllers.manager:main",
+                                     _controller_manager_args),
+    "agent": Subcommand("run the node agent (pods, network, service proxy) inside a node",
+                        "nanokube.node.agent:main", _agent_args),
 }
 
 

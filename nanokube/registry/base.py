@@ -129,6 +129,10 @@ class Strategy:
     def begin_delete(self, obj: dict) -> Txn:
         return NOOP_TXN
 
+    def deletion_grace_seconds(self, obj: dict, options: dict) -> int:
+        """Seconds of graceful deletion (0: delete at once). Pods on a node override this."""
+        return 0
+
     def restore(self, objects: list[dict]) -> None:
         """Called once at start with every stored object: rebuild allocations."""
 

@@ -566,6 +566,20 @@ class PodStrategy(Strategy):
     def prepare_create(self, obj: dict) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
 
+    def deletion_grace_seconds(self, obj: dict, options: dict) -> int:
+        """CheckGracefulDelete: unscheduled and finished pods go at once; others get the
+        requested grace period, else terminationGracePeriodSeconds (the node agent ends them)."""
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return 0
+        grace = options.get("gracePeriodSeconds")
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        try:
+            return max(0, int(grace))
+        except (TypeError, ValueError):
+            raise E.bad_request(f"invalid gracePeriodSeconds: {grace}") from None
+
     def prepare_status_update(self, new: dict, old: dict) -> None:
         super().prepare_status_update(new, old)
         if isinstance(new.get("status"), dict):
