@@ -321,6 +321,16 @@ class Client:
             if buf.strip():
                 yield _event(buf)
 
+    async def stream(self, path: str, **params) -> AsyncIterator[bytes]:
+        """The raw body of a GET as it arrives (pods/log with follow)."""
+        resp = await self._send("GET", path, None, JSON, params, "*/*")
+        async with resp:
+            self._warn(resp)
+            if resp.status >= 300:
+                raise status_error(resp.status, await resp.read())
+            async for chunk in resp.content.iter_any():
+                yield chunk
+
     # ---- discovery ------------------------------------------------------------------------------
     async def resources(self, refresh: bool = False) -> dict[str, APIResource]:
         """kind, lower-case kind, plural, singular and short names (each also as `name.group`)

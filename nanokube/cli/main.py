@@ -99,6 +99,31 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lease-duration", type=float, default=10.0, metavar="SECONDS")
 
 
+def _up_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nodes", type=int, default=2, metavar="K", help="number of nodes (default 2)")
+
+
+def _down_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="every cluster on this machine")
+
+
+def _exec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pod", nargs="?", metavar="POD")
+    p.add_argument("-c", "--container", metavar="NAME")
+    p.add_argument("--node", metavar="NODE", help="run inside this node's namespace")
+    p.add_argument("--outside", action="store_true",
+                   help="run on the outside host: a client on the cluster's LAN")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
+
+
+def _logs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pod", metavar="POD")
+    p.add_argument("-c", "--container", metavar="NAME")
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("--tail", type=int, metavar="N")
+    p.add_argument("--timestamps", action="store_true")
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "server": Subcommand("run the API server", "nanokube.api.server:main", _server_args),
     "apply": Subcommand("create or update objects from manifests (client-side apply)",
@@ -110,6 +135,14 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                          _delete_args),
     "kubeconfig": Subcommand("print the path of the cluster's kubeconfig",
                              "nanokube.cli.kubeconfig:main"),
+    "up": Subcommand("create a cluster on this machine", "nanokube.cluster.lifecycle:up",
+                     _up_args),
+    "down": Subcommand("delete a cluster, leaving nothing behind",
+                       "nanokube.cluster.lifecycle:down", _down_args),
+    "status": Subcommand("show a cluster's processes", "nanokube.cluster.lifecycle:status"),
+    "exec": Subcommand("run a command in a pod, a node or the outside host",
+                       "nanokube.cli.exec:main", _exec_args),
+    "logs": Subcommand("print a pod's logs", "nanokube.cli.exec:logs", _logs_args),
     "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
                                      "nanokube.controllers.manager:main",
                                      _controller_manager_args),

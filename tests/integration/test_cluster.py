@@ -1,0 +1,168 @@
+"""Issue 3 acceptance: `nanokube up` makes a real 2-node cluster; pods are processes with IPs;
+Deployments and EndpointSlices behave as in Kubernetes; `down` leaves nothing behind."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+def deployment(name: str, replicas: int, readiness: dict | None = None) -> str:
+    container = {"name": "agnhost", "image": AGNHOST,
+                 "args": ["netexec", "--http-port=8080", "--udp-port=-1"],
+                 "ports": [{"name": "http", "containerPort": 8080}]}
+    if readiness:
+        container["readinessProbe"] = readiness
+    return json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [container],
+                                       "terminationGracePeriodSeconds": 1}}}})
+
+
+def service(name: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                       "spec": {"selector": {"app": name},
+                                "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.name = f"t{os.getpid() % 100000}"
+        self.env = dict(os.environ, NANOKUBE_HOME=str(tmp / "home"), HOME=str(tmp))
+
+    def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "nanokube", *args, "--name", self.name],
+                              capture_output=True, text=True, env=self.env, timeout=timeout,
+                              cwd=ROOT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"nanokube {args}: {proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def kubectl(self, *args, input=None, check=True) -> subprocess.CompletedProcess:
+        env = dict(self.env, KUBECONFIG=str(Path(self.env["NANOKUBE_HOME"]) / self.name /
+                                            "kubeconfig"))
+        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env,
+                              input=input, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {args}: {proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, *args) -> dict:
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_for(what, predicate, timeout: float = 20.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def leftovers(name: str) -> list[str]:
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found = [l for l in netns.splitlines() if l.startswith(f"nk-{name}-")]
+    return found + [l for l in links.splitlines() if f"nk-{name}" in l]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        out = c.nk("up", "--nodes", "2", timeout=60)
+        assert "is ready" in out.stdout
+        yield c
+    finally:
+        c.nk("down", check=False)
+    assert leftovers(c.name) == []
+    assert not (Path(c.env["NANOKUBE_HOME"]) / c.name).exists()
+
+
+def ready_endpoints(c: Cluster, svc: str) -> list[dict]:
+    slices = c.get("endpointslices", "-l", f"kubernetes.io/service-name={svc}")["items"]
+    return [e for s in slices for e in (s.get("endpoints") or [])
+            if e.get("conditions", {}).get("ready")]
+
+
+def test_deployment_pods_endpointslices_scaling(cluster):
+    c = cluster
+    nodes = c.get("nodes")["items"]
+    assert len(nodes) == 2
+    cidrs = {n["metadata"]["name"]: ipaddress.ip_network(n["spec"]["podCIDR"]) for n in nodes}
+    c.kubectl("apply", "-f", "-", input=deployment("echo", 3))
+    c.kubectl("apply", "-f", "-", input=service("echo"))
+    c.kubectl("rollout", "status", "deployment/echo", "--timeout=30s")
+    pods = wait_for("3 ready pods", lambda: [
+        p for p in c.get("pods", "-l", "app=echo")["items"]
+        if any(x["type"] == "Ready" and x["status"] == "True"
+               for x in p["status"].get("conditions", []))] if True else None)
+    assert len(pods) == 3
+    assert {p["spec"]["nodeName"] for p in pods} == set(cidrs), "replicas spread on both nodes"
+    for p in pods:
+        assert ipaddress.ip_address(p["status"]["podIP"]) in cidrs[p["spec"]["nodeName"]]
+
+    eps = wait_for("3 ready endpoints", lambda: len(ready_endpoints(c, "echo")) == 3 and
+                   ready_endpoints(c, "echo"))
+    slice_ = c.get("endpointslices", "-l", "kubernetes.io/service-name=echo")["items"][0]
+    assert slice_["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert {e["targetRef"]["name"] for e in eps} == {p["metadata"]["name"] for p in pods}
+
+    # A pod reaches a pod on the other node by IP.
+    a = next(p for p in pods if p["spec"]["nodeName"] == "node-1")
+    b = next(p for p in pods if p["spec"]["nodeName"] == "node-2")
+    out = c.nk("exec", a["metadata"]["name"], "--", sys.executable, "-c",
+               "import urllib.request,sys;print(urllib.request.urlopen("
+               f"'http://{b['status']['podIP']}:8080/hostname',timeout=5).read().decode())")
+    assert out.stdout.strip() == b["metadata"]["name"]
+
+    for replicas in (6, 1):
+        c.kubectl("scale", "deployment/echo", f"--replicas={replicas}")
+        t0 = time.monotonic()
+        wait_for(f"{replicas} endpoints", lambda: len(ready_endpoints(c, "echo")) == replicas)
+        assert time.monotonic() - t0 < 10
+
+
+def test_restart_readiness_and_delete(cluster):
+    c = cluster
+    c.kubectl("apply", "-f", "-", input=deployment("probe", 1, readiness={
+        "httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1,
+        "failureThreshold": 1}))
+    c.kubectl("apply", "-f", "-", input=service("probe"))
+    c.kubectl("rollout", "status", "deployment/probe", "--timeout=30s")
+    pod = c.get("pods", "-l", "app=probe")["items"][0]
+    name = pod["metadata"]["name"]
+    wait_for("ready endpoint", lambda: len(ready_endpoints(c, "probe")) == 1)
+
+    # Killing the container's process restarts it.
+    pid = int(pod["status"]["containerStatuses"][0]["containerID"].split("://")[1])
+    os.kill(pid, 9)
+    wait_for("restart", lambda: c.get("pod", name)["status"]["containerStatuses"][0]
+             .get("restartCount", 0) >= 1, timeout=30)
+
+    # logs through kubectl
+    assert c.kubectl("logs", name).returncode == 0
+
+    # Deleting the Deployment removes its pods and their namespaces.
+    c.kubectl("delete", "deployment", "probe")
+    wait_for("pods gone", lambda: c.get("pods", "-l", "app=probe")["items"] == [], timeout=30)
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    uid = pod["metadata"]["uid"].replace("-", "")[:12]
+    assert f"nk-{c.name}-{uid}" not in netns
