@@ -9,66 +9,20 @@ manifests written for it run unchanged.
 """
 from __future__ import annotations
 
-import asyncio
 import os
+import signal
 import sys
 
-from nanokube.images.serving import (Program, Response, go_log, pod_hostname, serve_http,
-                                     serve_udp)
+from nanokube.images.flags import UsageError
 
-
-class UsageError(Exception):
-    pass
-
-
-def parse_flags(argv: list[str], spec: dict[str, object]) -> dict[str, object]:
-    """Parse pflag-style flags; spec maps a flag name to its default (whose type is the flag's)."""
-    values = dict(spec)
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("-") or arg in ("-", "--"):
-            if arg == "--":
-                break
-            continue                            # positional arguments: none of ours take them
-        name, has_value, value = arg.lstrip("-").partition("=")
-        if name not in spec:
-            go_log(f"ignoring unknown flag --{name}")
-            continue
-        default = spec[name]
-        if isinstance(default, bool):
-            if has_value:
-                values[name] = _parse_bool(name, value)
-            else:
-                values[name] = True
-            continue
-        if not has_value:
-            if i >= len(argv):
-                raise UsageError(f"flag needs an argument: --{name}")
-            value = argv[i]
-            i += 1
-        try:
-            values[name] = type(default)(value) if default is not None else value
-        except ValueError:
-            raise UsageError(f'invalid argument "{value}" for "--{name}" flag') from None
-    return values
-
-
-def _parse_bool(name: str, value: str) -> bool:
-    if value.lower() in ("1", "t", "true"):
-        return True
-    if value.lower() in ("0", "f", "false"):
-        return False
-    raise UsageError(f'invalid argument "{value}" for "--{name}" flag')
+# The servers' modules (asyncio and all) are imported by the commands that need them, so that
+# `pause`, the image's default command and the most common one, stays a small process.
 
 
 # ---- pause -------------------------------------------------------------------------------------
 
 def pause(argv: list[str]) -> int:
     """Sleep until SIGTERM/SIGINT, then exit 0 (also what registry.k8s.io/pause does)."""
-    import signal
-
     def on_signal(sig, _frame):
         print(f"Shutting down, got signal: {signal.Signals(sig).name}", flush=True)
         sys.exit(0)
@@ -87,6 +41,12 @@ SERVE_HOSTNAME_FLAGS = {"port": 9376, "http": True, "tcp": False, "udp": False, 
 
 def serve_hostname(argv: list[str]) -> int:
     """Answer the hostname over HTTP (any path), TCP (then close) and/or UDP (any datagram)."""
+    import asyncio
+    import socket
+
+    from nanokube.images.flags import parse_flags
+    from nanokube.images.serving import (Program, Response, bind_socket, go_log, pod_hostname,
+                                         serve_http, serve_udp)
     flags = parse_flags(argv, SERVE_HOSTNAME_FLAGS)
     if flags["http"] and flags["tcp"]:
         raise UsageError("Can't serve TCP and HTTP on the same port")
@@ -112,9 +72,7 @@ def serve_hostname(argv: list[str]) -> int:
             await serve_udp(port, udp)
             go_log(f"Serving on port {port} (udp).")
         if flags["tcp"]:
-            from nanokube.images.serving import _bind_socket
-            import socket
-            await asyncio.start_server(tcp_client, sock=_bind_socket(port, socket.SOCK_STREAM))
+            await asyncio.start_server(tcp_client, sock=bind_socket(port, socket.SOCK_STREAM))
             go_log(f"Serving on port {port} (tcp).")
         if flags["http"]:
             await serve_http(port, http)
@@ -127,6 +85,8 @@ def serve_hostname(argv: list[str]) -> int:
 
 def porter(argv: list[str]) -> int:
     """Serve each $SERVE_PORT_<port>=<text> as <text> on <port> (any path)."""
+    from nanokube.images.serving import Program, Response, go_log, serve_http
+
     ports = {int(name[len("SERVE_PORT_"):]): text for name, text in os.environ.items()
              if name.startswith("SERVE_PORT_") and name[len("SERVE_PORT_"):].isdigit()}
     if not ports:

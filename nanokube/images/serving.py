@@ -352,7 +352,7 @@ CONNECTIONS: set[HTTPProtocol] = set()
 
 # ---- listening -------------------------------------------------------------------------------
 
-def _bind_socket(port: int, kind: int) -> socket.socket:
+def bind_socket(port: int, kind: int) -> socket.socket:
     """A socket on `port` of every address (IPv6 dual-stack when the kernel has IPv6), or of
     $NANOKUBE_BIND_ADDRESS when set."""
     address = os.environ.get(BIND_ENV)
@@ -385,7 +385,7 @@ def _bind_socket(port: int, kind: int) -> socket.socket:
 async def serve_http(port: int, handler: Handler, *, server_header: str | None = None,
                      on_response=None, ssl=None) -> asyncio.AbstractServer:
     loop = asyncio.get_running_loop()
-    sock = _bind_socket(port, socket.SOCK_STREAM)
+    sock = bind_socket(port, socket.SOCK_STREAM)
     return await loop.create_server(
         lambda: HTTPProtocol(handler, server_header, on_response), sock=sock, backlog=4096, ssl=ssl)
 
@@ -407,7 +407,7 @@ class _Datagram(asyncio.DatagramProtocol):
 async def serve_udp(port: int, answer: Callable[[bytes, str], bytes | None]):
     """Answer each datagram with answer(data, "IP:port") (None: no reply)."""
     loop = asyncio.get_running_loop()
-    sock = _bind_socket(port, socket.SOCK_DGRAM)
+    sock = bind_socket(port, socket.SOCK_DGRAM)
     transport, _ = await loop.create_datagram_endpoint(lambda: _Datagram(answer), sock=sock)
     return transport
 
@@ -419,6 +419,8 @@ class Program:
 
     def __init__(self, stop_signals=(signal.SIGTERM, signal.SIGINT)):
         self.stop_signals = stop_signals
+        # called instead of stop(0) on a stop signal, for programs that shut down in steps
+        self.on_signal: Callable[[int], None] | None = None
         self.exit_code = 0
         self.stopped: asyncio.Event | None = None
 
@@ -459,4 +461,7 @@ class Program:
         return self.exit_code
 
     def _on_signal(self, sig: int) -> None:
-        self.stop(0)
+        if self.on_signal is not None:
+            self.on_signal(sig)
+        else:
+            self.stop(0)

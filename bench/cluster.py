@@ -1,0 +1,99 @@
+"""Cluster benchmark (issue 3): `nanokube up` to a Ready cluster and to the first Ready pod,
+100 pods created and Ready, resident memory of the control plane and one node agent.
+
+Run as root: .venv/bin/python bench/cluster.py [--pods 100]
+Peers' published figures are printed beside ours (kind ≈ 33 s and k3d ≈ 20 s to a usable
+cluster; k3s idles above 500 MB), and ours against the targets (< 2 s; < 150 MB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children that are not pods (MB)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", type=int, default=100)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="nanokube-bench-"))
+    name = f"b{os.getpid() % 100000}"
+    env = dict(os.environ, NANOKUBE_HOME=str(tmp), HOME=str(tmp))
+    kubeconfig = tmp / name / "kubeconfig"
+    kenv = dict(env, KUBECONFIG=str(kubeconfig))
+
+    def kubectl(*a, input=None):
+        return subprocess.run(["kubectl", *a], env=kenv, input=input, capture_output=True,
+                              text=True, check=True)
+
+    def pod_manifest(i: int) -> dict:
+        return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}",
+                                                                "labels": {"b": "1"}},
+                "spec": {"containers": [{"name": "c", "image": AGNHOST, "args": ["pause"]}],
+                         "terminationGracePeriodSeconds": 1}}
+
+    def ready_count() -> int:
+        pods = json.loads(kubectl("get", "pods", "-l", "b=1", "-o", "json").stdout)["items"]
+        return sum(any(c["type"] == "Ready" and c["status"] == "True"
+                       for c in p["status"].get("conditions", [])) for p in pods)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "nanokube", "up", "--name", name], env=env, check=True,
+                   cwd=ROOT)
+    t_up = time.monotonic() - t0
+    try:
+        kubectl("apply", "-f", "-", input=json.dumps(pod_manifest(0)))
+        while ready_count() < 1:
+            time.sleep(0.02)
+        t_first = time.monotonic() - t0
+        state = json.loads((tmp / name / "cluster.json").read_text())
+        pids = state["pids"]
+        time.sleep(2)
+        idle = {k: rss_mb(v) for k, v in pids.items()}
+        t1 = time.monotonic()
+        items = [pod_manifest(i) for i in range(1, args.pods + 1)]
+        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                      "items": items}))
+        while ready_count() < args.pods + 1:
+            time.sleep(0.1)
+        t_pods = time.monotonic() - t1
+        time.sleep(2)
+        loaded = {k: rss_mb(v) for k, v in pids.items()}
+    finally:
+        subprocess.run([sys.executable, "-m", "nanokube", "down", "--name", name], env=env,
+                       cwd=ROOT)
+    cp = ["apiserver", "controller-manager"]
+    agent = "agent-node-1"
+    idle_total = sum(idle[k] for k in cp) + idle[agent]
+    loaded_total = sum(loaded[k] for k in cp) + loaded[agent]
+    print(f"\nnanokube cluster benchmark ({os.cpu_count()} cores)\n")
+    print(f"up to a Ready 2-node cluster       {t_up:6.2f} s   target < 2 s "
+          f"(kind ≈ 33 s: {33 / t_up:.0f}× faster; k3d ≈ 20 s: {20 / t_up:.0f}× faster)")
+    print(f"up to the first Ready pod          {t_first:6.2f} s")
+    print(f"{args.pods} pods created and Ready         {t_pods:6.2f} s")
+    print(f"RSS control plane + 1 agent, idle  {idle_total:6.1f} MB  target < 150 MB "
+          f"(k3s idles > 500 MB) {idle}")
+    print(f"  ... with {args.pods + 1} pods                {loaded_total:6.1f} MB {loaded}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Cluster addons (DNS, ingress controller) that run as pods, applied from `manifests/` at `up`."""

@@ -1,0 +1,437 @@
+"""`nanokube agent`: the kubelet part of the node agent.
+
+It runs inside its node's network namespace. It registers the Node, renews the node's Lease in
+kube-node-lease, waits for node IPAM to give the Node a podCIDR, sets the node's pod network up
+and keeps routes to the other nodes' pod CIDRs, runs the pods bound to the node (one
+PodWorker each) and serves their logs on <node-ip>:10250.
+
+Stopping the agent leaves the pods running: the next agent adopts them from their state files
+(`nanokube down` ends them through the pids files).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import platform
+import shutil
+import signal
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from nanokube.api.errors import StatusError
+from nanokube.client import Client
+from nanokube.controllers.informer import Informer
+from nanokube.node import runtime
+from nanokube.node.logserver import ContainerLog, LogServer
+from nanokube.node.podworker import NodeContext, PodWorker, pod_dir
+from nanokube.node.status import now_rfc3339
+
+log = logging.getLogger("nanokube.node.agent")
+
+KUBELET_VERSION = "v1.32.0-nanokube"
+RUNTIME_VERSION = "nanokube://0.1"
+LEASE_NAMESPACE = "kube-node-lease"
+STATUS_REPORT_EVERY = 300.0       # nodeStatusReportFrequency: the Lease is the heartbeat
+MAX_PODS = 110
+
+
+def micro_time() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def architecture() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+def _os_image() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _memory_kib() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def node_conditions(now: str, previous: list[dict] | None = None) -> list[dict]:
+    prev = {c.get("type"): c for c in previous or []}
+    wanted = [
+        ("MemoryPressure", "False", "KubeletHasSufficientMemory",
+         "kubelet has sufficient memory available"),
+        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+    ]
+    out = []
+    for ctype, status, reason, message in wanted:
+        before = prev.get(ctype) or {}
+        since = before.get("lastTransitionTime") if before.get("status") == status else None
+        out.append({"type": ctype, "status": status, "lastHeartbeatTime": now,
+                    "lastTransitionTime": since or now, "reason": reason, "message": message})
+    return out
+
+
+def node_status(node_ip: str, node_name: str, now: str,
+                previous_conditions: list[dict] | None = None) -> dict:
+    capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki",
+                "pods": str(MAX_PODS), "ephemeral-storage": "0"}
+    usage = shutil.disk_usage("/")
+    capacity["ephemeral-storage"] = f"{usage.total // 1024}Ki"
+    return {
+        "capacity": capacity,
+        "allocatable": dict(capacity),
+        "conditions": node_conditions(now, previous_conditions),
+        "addresses": [{"type": "InternalIP", "address": node_ip},
+                      {"type": "Hostname", "address": node_name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "nodeInfo": {
+            "machineID": _read("/etc/machine-id"),
+            "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
+            "bootID": _read("/proc/sys/kernel/random/boot_id"),
+            "kernelVersion": platform.release(),
+            "osImage": _os_image(),
+            "containerRuntimeVersion": RUNTIME_VERSION,
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": architecture(),
+        },
+    }
+
+
+def node_labels(node_name: str) -> dict[str, str]:
+    arch = architecture()
+    return {"kubernetes.io/hostname": node_name, "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": arch}
+
+
+def internal_ip(node: dict) -> str:
+    for addr in (node.get("status") or {}).get("addresses") or []:
+        if addr.get("type") == "InternalIP":
+            return addr.get("address") or ""
+    return ""
+
+
+def routes_to_others(nodes: list[dict], self_name: str) -> dict[str, str]:
+    """{podCIDR: node IP} of every other node that has both (host-gw routing)."""
+    routes = {}
+    for node in nodes:
+        if node["metadata"]["name"] == self_name:
+            continue
+        cidr, ip = (node.get("spec") or {}).get("podCIDR"), internal_ip(node)
+        if cidr and ip:
+            routes[cidr] = ip
+    return routes
+
+
+def _ready(node: dict) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
+class NodeAgent:
+    def __init__(self, client: Client, node_name: str, node_ip: str, state_dir: str,
+                 network: Any, container_argv: Callable, cluster_dns: str = "10.96.0.10",
+                 cluster_domain: str = "cluster.local", lease_duration: float = 10.0,
+                 log_port: int = 10250):
+        self.client = client
+        self.node_name = node_name
+        self.node_ip = node_ip
+        self.state_dir = Path(state_dir)
+        self.network = network
+        self.lease_duration = lease_duration
+        self.node_uid = ""
+        self.nodes = Informer(client, "", "v1", "nodes")
+        self.services = Informer(client, "", "v1", "services")
+        self.pods = Informer(client, "", "v1", "pods")
+        # the watch of this node's pods only: the query rides on the path
+        self.pods.path += f"?fieldSelector=spec.nodeName%3D{node_name}"
+        self.ctx = NodeContext(client, node_name, node_ip, self.state_dir, cluster_dns,
+                               cluster_domain, network, self.services.list, container_argv,
+                               _read("/etc/resolv.conf"))
+        self.workers: dict[str, PodWorker] = {}
+        self.sandboxes: dict[str, str] = {}
+        self.network_ready = asyncio.Event()
+        self.log_server = LogServer(self.find_log, node_ip, log_port)
+        self._routes: dict[str, str] | None = None
+        self._pod_cidr: str | None = None
+        self._routes_changed = asyncio.Event()
+        self._node_status_now = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    # ---- the whole agent ---------------------------------------------------------------------
+    async def run(self) -> None:
+        (self.state_dir / "pods").mkdir(parents=True, exist_ok=True)
+        await self.register_node()
+        self.nodes.add_handler(self._on_node)
+        self.pods.add_handler(self._on_pod)
+        await self.log_server.start()
+        spawn = lambda coro: self._tasks.append(asyncio.create_task(coro))
+        spawn(self.lease_loop())
+        spawn(self.node_status_loop())
+        spawn(self.nodes.run())
+        spawn(self.services.run())
+        spawn(self.routes_loop())
+        spawn(self.pods_loop())
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.log_server.stop()
+
+    # ---- Node and Lease --------------------------------------------------------------------------
+    def _node_path(self, subresource: str | None = None) -> str:
+        return Client.resource_path("", "v1", "nodes", None, self.node_name, subresource)
+
+    async def register_node(self) -> None:
+        now = now_rfc3339()
+        body = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": self.node_name, "labels": node_labels(self.node_name)},
+                "status": node_status(self.node_ip, self.node_name, now)}
+        while True:
+            try:
+                try:
+                    node = await self.client.create(self._node_path(), body)
+                except StatusError as e:
+                    if e.code != 409:
+                        raise
+                    # registered before (an agent restart): bring labels and status up to date
+                    node = await self.client.patch(self._node_path(),
+                                                   {"metadata": {"labels": body["metadata"]["labels"]}})
+                    await self.patch_node_status(node)
+                self.node_uid = node["metadata"]["uid"]
+                log.info("node %s registered", self.node_name)
+                return
+            except Exception as e:       # the API server is not there yet
+                log.warning("registering node %s: %s", self.node_name, e)
+                await asyncio.sleep(1)
+
+    async def patch_node_status(self, node: dict | None = None) -> None:
+        previous = ((node or self.nodes.get(self.node_name) or {}).get("status") or {}) \
+            .get("conditions")
+        status = node_status(self.node_ip, self.node_name, now_rfc3339(), previous)
+        await self.client.patch(self._node_path("status"), {"status": status})
+
+    async def node_status_loop(self) -> None:
+        """Report the Node's status every 5 minutes, and at once when someone else (the node
+        lifecycle controller) marked it not Ready while this agent is alive."""
+        while True:
+            try:
+                await asyncio.wait_for(self._node_status_now.wait(), STATUS_REPORT_EVERY)
+            except asyncio.TimeoutError:
+                pass
+            self._node_status_now.clear()
+            try:
+                await self.patch_node_status()
+            except Exception as e:
+                log.warning("node status: %s", e)
+                await asyncio.sleep(1)
+
+    def lease_body(self) -> dict:
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": LEASE_NAMESPACE,
+                             "ownerReferences": [{"apiVersion": "v1", "kind": "Node",
+                                                  "name": self.node_name,
+                                                  "uid": self.node_uid}]},
+                "spec": {"holderIdentity": self.node_name,
+                         "leaseDurationSeconds": max(1, int(self.lease_duration)),
+                         "renewTime": micro_time()}}
+
+    async def renew_lease(self) -> None:
+        path = Client.resource_path("coordination.k8s.io", "v1", "leases", LEASE_NAMESPACE,
+                                    self.node_name)
+        body = self.lease_body()
+        try:
+            await self.client.patch(path, {"spec": body["spec"]})
+        except StatusError as e:
+            if e.code != 404:
+                raise
+            await self.client.create(Client.resource_path(
+                "coordination.k8s.io", "v1", "leases", LEASE_NAMESPACE), body)
+
+    async def lease_loop(self) -> None:
+        interval = self.lease_duration / 4
+        while True:
+            try:
+                await self.renew_lease()
+            except Exception as e:
+                log.warning("lease: %s", e)
+                await asyncio.sleep(min(1.0, interval))
+                continue
+            await asyncio.sleep(interval)
+
+    # ---- nodes: our podCIDR, routes to the others ----------------------------------------------
+    def _on_node(self, old: dict | None, new: dict | None) -> None:
+        if new is not None and new["metadata"]["name"] == self.node_name:
+            cidr = (new.get("spec") or {}).get("podCIDR")
+            if cidr and self._pod_cidr is None:
+                self._pod_cidr = cidr
+                self._tasks.append(asyncio.create_task(self.setup_network(cidr)))
+            if not _ready(new) and (new.get("status") or {}).get("conditions"):
+                self._node_status_now.set()
+        self._routes_changed.set()
+
+    async def setup_network(self, cidr: str) -> None:
+        while True:
+            try:
+                await self.network.setup_node(cidr)
+                self.sandboxes = await self.network.pod_ips()
+                break
+            except Exception as e:
+                log.warning("pod network %s: %s", cidr, e)
+                await asyncio.sleep(1)
+        log.info("pod network %s ready", cidr)
+        self.network_ready.set()
+        self._routes_changed.set()
+
+    async def routes_loop(self) -> None:
+        while True:
+            await self._routes_changed.wait()
+            self._routes_changed.clear()
+            if not self.network_ready.is_set():
+                continue
+            routes = routes_to_others(self.nodes.list(), self.node_name)
+            if routes == self._routes:
+                continue
+            try:
+                await self.network.sync_routes(routes)
+                self._routes = routes
+            except Exception as e:
+                log.warning("routes: %s", e)
+                await asyncio.sleep(1)
+                self._routes_changed.set()
+
+    # ---- pods -----------------------------------------------------------------------------------
+    async def pods_loop(self) -> None:
+        await self.network_ready.wait()
+        await self.services.synced.wait()      # service links are part of the environment
+        task = asyncio.create_task(self.pods.run())
+        await self.pods.synced.wait()
+        await self.cleanup_orphans()
+        await task
+
+    def _on_pod(self, old: dict | None, new: dict | None) -> None:
+        if old is not None and (new is None or old["metadata"]["uid"] != new["metadata"]["uid"]):
+            worker = self.workers.get(old["metadata"]["uid"])
+            if worker is not None:
+                worker.terminate(delete_from_api=False)
+        if new is None:
+            return
+        uid = new["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if worker is None:
+            worker = PodWorker(self.ctx, new, self.sandboxes.pop(uid, None), self._worker_done)
+            self.workers[uid] = worker
+            worker.start()
+        worker.update(new)
+
+    def _worker_done(self, uid: str) -> None:
+        self.workers.pop(uid, None)
+
+    async def cleanup_orphans(self) -> None:
+        """Sandboxes and processes of pods the API no longer has (they ended while no agent
+        was running)."""
+        known = set(self.workers)
+        pods_dir = self.state_dir / "pods"
+        for directory in pods_dir.iterdir() if pods_dir.exists() else []:
+            if directory.name not in known:
+                kill_recorded(directory)
+                shutil.rmtree(directory, ignore_errors=True)
+        for uid in list(self.sandboxes):
+            if uid not in known:
+                self.sandboxes.pop(uid)
+                try:
+                    await self.network.remove_pod(uid)
+                except Exception as e:
+                    log.warning("removing sandbox %s: %s", uid, e)
+
+    # ---- logs -------------------------------------------------------------------------------------
+    def find_log(self, namespace: str, pod: str, container: str) -> ContainerLog | str:
+        for worker in list(self.workers.values()):
+            if worker.namespace == namespace and worker.name == pod:
+                state = worker.container_state(container)
+                if state is None:
+                    return f"container {container} is not valid for pod {pod}"
+                pid = state.pid
+                return ContainerLog(worker.log_path(container),
+                                    worker.log_path(container, previous=True),
+                                    lambda: pid is not None and state.pid == pid)
+        return f'pod "{pod}" not found on node {self.node_name}'
+
+
+def kill_recorded(directory: Path) -> None:
+    """End the processes a pod's state file names, if they are still the same processes."""
+    try:
+        data = json.loads((directory / "state.json").read_text())
+    except (OSError, ValueError):
+        return
+    for c in data.get("containers") or []:
+        pid = int(c.get("pid") or 0)
+        if pid and runtime.is_alive(pid, c.get("startTicks")):
+            runtime.signal_process(pid, signal.SIGKILL, group=True)
+            runtime.signal_process(pid, signal.SIGKILL)
+
+
+# ---- the command ------------------------------------------------------------------------------------
+
+def default_network(cluster: str, state_dir: str) -> Any:
+    from nanokube.node.cni import PodNetwork
+    return PodNetwork(cluster, state_dir)
+
+
+def default_container_argv() -> Callable:
+    from nanokube.images import container_argv
+    return container_argv
+
+
+async def _run(args) -> None:
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        raise SystemExit("error: --kubeconfig or $KUBECONFIG is required")
+    client = Client.from_kubeconfig(kubeconfig)
+    agent = NodeAgent(client, args.node, args.node_ip, args.state_dir,
+                      default_network(args.cluster, args.state_dir), default_container_argv(),
+                      cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
+                      lease_duration=args.lease_duration)
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, main_task.cancel)
+    try:
+        await agent.run()
+    except asyncio.CancelledError:
+        log.info("agent stopping; pods keep running")
+    finally:
+        await client.close()
+
+
+def main(args) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.chdir("/")       # containers inherit the working directory
+    asyncio.run(_run(args))
+    return 0

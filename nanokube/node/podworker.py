@@ -1,0 +1,334 @@
+"""One pod bound to this node: its sandbox, its containers, its status, its end.
+
+A PodWorker is made when the pod first shows up and lives until the pod is torn down. It
+reports status with a merge patch of the status subresource, only when it changed, and
+batches changes that happen together into one patch.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nanokube.api.errors import StatusError
+from nanokube.client import Client
+from nanokube.node import runtime
+from nanokube.node.container import ContainerRunner
+from nanokube.node.envvars import container_env, expand_argv
+from nanokube.node.podfiles import hosts_file, pod_hostname, resolv_conf
+from nanokube.node.status import ContainerState, now_rfc3339, pod_status, terminated_state
+
+log = logging.getLogger("nanokube.node.pod")
+
+SANDBOX_RETRY = 2.0
+
+
+@dataclass
+class NodeContext:
+    """What every pod worker of the node shares."""
+    client: Client
+    node_name: str
+    node_ip: str
+    state_dir: Path
+    cluster_dns: str
+    cluster_domain: str
+    network: Any                                   # nanokube.node.cni.PodNetwork
+    services: Callable[[], list[dict]]
+    container_argv: Callable[[str, list | None, list | None], list[str]]
+    host_resolv: str = ""
+
+
+def pod_dir(state_dir: Path, uid: str) -> Path:
+    return Path(state_dir) / "pods" / uid
+
+
+def read_pids(directory: Path) -> list[tuple[str, int]]:
+    try:
+        text = (directory / "pids").read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        name, _, pid = line.partition(" ")
+        if pid.strip().isdigit():
+            out.append((name, int(pid)))
+    return out
+
+
+def termination_grace(pod: dict) -> float:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds") is not None:
+        return float(meta["deletionGracePeriodSeconds"])
+    grace = spec.get("terminationGracePeriodSeconds")
+    return float(30 if grace is None else grace)
+
+
+class PodWorker:
+    def __init__(self, ctx: NodeContext, pod: dict, sandbox_ip: str | None,
+                 on_done: Callable[[str], None]):
+        self.ctx = ctx
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid = meta["uid"]
+        self.namespace = meta["namespace"]
+        self.name = meta["name"]
+        self.dir = pod_dir(ctx.state_dir, self.uid)
+        self.pod_ip = sandbox_ip or ""
+        self._have_sandbox = sandbox_ip is not None
+        self.sandbox_ready = False
+        self.start_time = (pod.get("status") or {}).get("startTime") or now_rfc3339()
+        self.host_network = bool((pod.get("spec") or {}).get("hostNetwork"))
+        self.containers = [ContainerState(c["name"], c.get("image", ""))
+                           for c in (pod.get("spec") or {}).get("containers") or []]
+        self.runners: dict[str, ContainerRunner] = {}
+        self._sources: dict[tuple[str, str], dict | None] = {}
+        self._changed = asyncio.Event()
+        self._terminate = asyncio.Event()
+        self._delete_from_api = False
+        self._last_status: dict | None = None
+        self._conditions = list((pod.get("status") or {}).get("conditions") or [])
+        self._on_done = on_done
+        self._supervisors: list[asyncio.Task] = []
+        self.task: asyncio.Task | None = None
+
+    # ---- what the agent tells the worker --------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"pod {self.namespace}/{self.name}")
+
+    def update(self, pod: dict) -> None:
+        self.pod = pod
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            self.terminate(delete_from_api=True)
+
+    def terminate(self, delete_from_api: bool) -> None:
+        """Stop the pod: delete_from_api when it ends by a graceful deletion (the agent then
+        removes the object), not when it is already gone from the API."""
+        self._delete_from_api = self._delete_from_api or delete_from_api
+        self._terminate.set()
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    # ---- pieces the container runners use ------------------------------------------------------
+    def termination_grace(self) -> float:
+        return termination_grace(self.pod)
+
+    def container_env(self, spec: dict) -> dict[str, str]:
+        return container_env(
+            self.pod, spec, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
+            hostname=pod_hostname(self.pod), services=self.ctx.services(),
+            get_source=lambda kind, name: self._sources.get((kind, name)))
+
+    def container_argv(self, spec: dict, env: dict[str, str]) -> list[str]:
+        command = expand_argv(spec["command"], env) if spec.get("command") else None
+        args = expand_argv(spec["args"], env) if spec.get("args") else None
+        return self.ctx.container_argv(spec.get("image", ""), command, args)
+
+    def launch_command(self, container: str, argv: list[str]) -> list[str]:
+        netns = None if self.host_network else \
+            f"/run/netns/{self.ctx.network.netns_name(self.uid)}"
+        return runtime.container_command(
+            netns, pod_hostname(self.pod), str(self.dir / "resolv.conf"),
+            str(self.dir / "hosts"), str(self.log_path(container)), argv)
+
+    def log_path(self, container: str, previous: bool = False) -> Path:
+        return self.dir / "logs" / (f"{container}.log" + (".previous" if previous else ""))
+
+    def rotate_log(self, container: str) -> None:
+        """Before a restart: the ended instance's log becomes the `previous` one."""
+        try:
+            os.replace(self.log_path(container), self.log_path(container, previous=True))
+        except OSError:
+            pass
+
+    def container_state(self, name: str) -> ContainerState | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+    def save_state(self) -> None:
+        """state.json (for the next agent to adopt the pod) and pids (for `nanokube down`)."""
+        procs = [r.proc for r in self.runners.values() if r.proc is not None]
+        state = {"namespace": self.namespace, "name": self.name, "uid": self.uid,
+                 "podIP": self.pod_ip, "containers": [p.to_json() for p in procs]}
+        tmp = self.dir / "state.json.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.dir / "state.json")
+        (self.dir / "pids").write_text("".join(f"{p.name} {p.pid}\n" for p in procs))
+
+    def _load_state(self) -> dict[str, runtime.ContainerProcess]:
+        try:
+            data = json.loads((self.dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {c["name"]: runtime.ContainerProcess.from_json(c)
+                for c in data.get("containers") or []}
+
+    # ---- the worker's life --------------------------------------------------------------------
+    async def run(self) -> None:
+        try:
+            (self.dir / "logs").mkdir(parents=True, exist_ok=True)
+            adopted = self._load_state()
+            if await self._setup_sandbox():
+                await self._fetch_sources()
+                self._write_files()
+                self._start_containers(adopted)
+            status_task = asyncio.create_task(self._status_loop())
+            await self._terminate.wait()
+            await self._stop_containers(self.termination_grace())
+            await self._flush_status()
+            status_task.cancel()
+            await self._teardown_sandbox()
+            if self._delete_from_api:
+                await self._delete_pod()
+        except Exception:
+            log.exception("pod %s/%s failed", self.namespace, self.name)
+        finally:
+            self._on_done(self.uid)
+
+    async def _setup_sandbox(self) -> bool:
+        if self.host_network:
+            self.pod_ip = self.ctx.node_ip
+        while not self._have_sandbox and not self.host_network:
+            try:
+                self.pod_ip = await self.ctx.network.add_pod(self.uid)
+                self._have_sandbox = True
+            except Exception as e:
+                log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, e)
+                for c in self.containers:
+                    c.state = {"waiting": {"reason": "ContainerCreating"}}
+                try:
+                    await asyncio.wait_for(self._terminate.wait(), SANDBOX_RETRY)
+                    return False
+                except asyncio.TimeoutError:
+                    continue
+        self.sandbox_ready = True
+        return not self._terminate.is_set()
+
+    async def _fetch_sources(self) -> None:
+        """The ConfigMaps and Secrets that env/envFrom refer to, read once at start."""
+        wanted = set()
+        for c in (self.pod.get("spec") or {}).get("containers") or []:
+            for src in c.get("envFrom") or []:
+                if src.get("configMapRef"):
+                    wanted.add(("ConfigMap", src["configMapRef"].get("name", "")))
+                if src.get("secretRef"):
+                    wanted.add(("Secret", src["secretRef"].get("name", "")))
+            for var in c.get("env") or []:
+                vf = var.get("valueFrom") or {}
+                if vf.get("configMapKeyRef"):
+                    wanted.add(("ConfigMap", vf["configMapKeyRef"].get("name", "")))
+                if vf.get("secretKeyRef"):
+                    wanted.add(("Secret", vf["secretKeyRef"].get("name", "")))
+        for kind, name in wanted:
+            plural = "configmaps" if kind == "ConfigMap" else "secrets"
+            try:
+                self._sources[(kind, name)] = await self.ctx.client.get(
+                    Client.resource_path("", "v1", plural, self.namespace, name))
+            except StatusError:
+                self._sources[(kind, name)] = None
+
+    def _write_files(self) -> None:
+        (self.dir / "resolv.conf").write_text(resolv_conf(
+            self.pod, self.ctx.cluster_dns, self.ctx.cluster_domain, self.ctx.host_resolv))
+        (self.dir / "hosts").write_text(hosts_file(self.pod, self.pod_ip,
+                                                   self.ctx.cluster_domain))
+        (self.dir / "hostname").write_text(pod_hostname(self.pod) + "\n")
+
+    def _start_containers(self, adopted: dict[str, runtime.ContainerProcess]) -> None:
+        for spec, state in zip((self.pod.get("spec") or {}).get("containers") or [],
+                               self.containers):
+            runner = ContainerRunner(self, spec, state)
+            self.runners[spec["name"]] = runner
+            proc = adopted.get(spec["name"])
+            if proc is not None and runtime.is_alive(proc.pid, proc.start_ticks):
+                runner.adopt(proc)
+                continue
+            if proc is not None:      # it ended while no agent was watching: a restart
+                state.restart_count = proc.restart_count + 1
+                state.last_state = terminated_state(None, proc.started_at, now_rfc3339(),
+                                                    proc.pid)
+            runner.start()
+        self.save_state()
+        self._supervisors = [asyncio.create_task(r.supervise()) for r in self.runners.values()]
+        self.changed()
+
+    async def _stop_containers(self, grace: float) -> None:
+        runners = list(self.runners.values())
+        await asyncio.gather(*(r.stop(grace) for r in runners), return_exceptions=True)
+        # the supervisors notice the exits; give them a moment to record the final states
+        for _ in range(50):
+            if all(r.proc is None for r in runners):
+                break
+            await asyncio.sleep(0.02)
+        self.save_state()
+
+    async def _teardown_sandbox(self) -> None:
+        if self._have_sandbox and not self.host_network:
+            try:
+                await self.ctx.network.remove_pod(self.uid)
+            except Exception as e:
+                log.warning("pod %s/%s: removing sandbox: %s", self.namespace, self.name, e)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    async def _delete_pod(self) -> None:
+        path = Client.resource_path("", "v1", "pods", self.namespace, self.name)
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": self.uid}}
+        try:
+            await self.ctx.client.delete(path, body)
+        except StatusError as e:
+            if e.code not in (404, 409):
+                log.warning("pod %s/%s: delete: %s", self.namespace, self.name, e)
+
+    # ---- status -------------------------------------------------------------------------------------
+    def compute_status(self) -> dict:
+        return pod_status(self.pod, self.containers, pod_ip=self.pod_ip,
+                          host_ip=self.ctx.node_ip, start_time=self.start_time,
+                          sandbox_ready=self.sandbox_ready,
+                          previous_conditions=self._conditions)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            if not await self._send_status():
+                await asyncio.sleep(0.5)
+                self._changed.set()
+
+    async def _send_status(self) -> bool:
+        status = self.compute_status()
+        if status == self._last_status:
+            return True
+        path = Client.resource_path("", "v1", "pods", self.namespace, self.name, "status")
+        try:
+            await self.ctx.client.patch(path, {"status": status})
+        except StatusError as e:
+            if e.code == 404:
+                return True        # gone: the agent tears the pod down
+            log.warning("pod %s/%s: status: %s", self.namespace, self.name, e)
+            return False
+        except Exception as e:
+            log.warning("pod %s/%s: status: %s", self.namespace, self.name, e)
+            return False
+        self._last_status = status
+        self._conditions = status["conditions"]
+        return True
+
+    async def _flush_status(self) -> None:
+        if self._delete_from_api:
+            try:
+                await asyncio.wait_for(self._send_status(), 2)
+            except asyncio.TimeoutError:
+                pass
+
+
+def kill_leftover(directory: Path) -> None:
+    """SIGKILL what the pids file of a pod no longer in the API names (its process group)."""
+    for _, pid in read_pids(directory):
+        runtime.signal_process(pid, signal.SIGKILL, group=True)
+        runtime.signal_process(pid, signal.SIGKILL)
