@@ -394,7 +394,7 @@ def deployment_status(d: dict, all_rss: list[dict], new_rs: dict | None, now: fl
 
 
 def _same_status(a: dict, b: dict) -> bool:
-    """Equal, ignoring condition timestamps that set_condition would not have touched."""
+    """Deep equality, whatever the key order."""
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 

@@ -194,6 +194,7 @@ class ReplicaSetController(Controller):
             body = new_pod(rs)
             results = await asyncio.gather(*(self.client.create(path, body)
                                               for _ in range(count)), return_exceptions=True)
+            log.info("replicaset %s: created %d pods", key, count)
             await self._settle(key, results, self.expectations.creation_observed)
         elif diff > 0:
             victims = pods_to_delete(pods, min(diff, BURST_REPLICAS))
@@ -201,6 +202,7 @@ class ReplicaSetController(Controller):
             results = await asyncio.gather(*(self.client.delete(self.client.resource_path(
                 "", "v1", "pods", ns, p["metadata"]["name"])) for p in victims),
                 return_exceptions=True)
+            log.info("replicaset %s: deleted %d pods", key, len(victims))
             await self._settle(key, results, self.expectations.deletion_observed)
 
     @staticmethod

@@ -9,14 +9,13 @@ alpine, python, debian, ubuntu: "run this command").
 replaces its CMD, and a `command` without `args` drops the image's CMD too. `$(VAR)` expansion is
 the kubelet's job and has already happened when this is called.
 
-This module imports nothing heavy: the node agent calls it for every container it starts.
+This module imports nothing heavy: the node agent calls it for every container it starts, and
+every program here imports it first (it is their package).
 """
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-from dataclasses import dataclass, field
 
 __all__ = ["UnknownImage", "CommandNotFound", "Image", "CATALOGUE", "lookup", "container_argv",
            "parse_image"]
@@ -30,14 +29,20 @@ class CommandNotFound(UnknownImage):
     """The command names no program on this host (the runtime's "executable file not found")."""
 
 
-@dataclass(frozen=True)
 class Image:
     """What an image would run: its ENTRYPOINT and CMD, and which programs it ships."""
-    name: str
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    # program names inside the image (as written in a command) -> our module that plays it
-    programs: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("name", "entrypoint", "cmd", "programs")
+
+    def __init__(self, name: str, entrypoint: tuple[str, ...] = (), cmd: tuple[str, ...] = (),
+                 programs: dict[str, str] | None = None):
+        self.name = name
+        self.entrypoint = entrypoint
+        self.cmd = cmd
+        # program names inside the image (as written in a command) -> our module that plays it
+        self.programs = programs or {}
+
+    def __repr__(self) -> str:
+        return f"Image({self.name!r})"
 
 
 def _module(name: str) -> str:
@@ -138,6 +143,7 @@ def _resolve(entry: Image, argv: list[str]) -> list[str]:
         if not os.access(program, os.X_OK):
             raise CommandNotFound(f'exec: "{program}": permission denied')
         return argv
+    import shutil                          # only here: it is slow to import for the programs
     found = shutil.which(program)
     if found is None:
         raise CommandNotFound(f'exec: "{program}": executable file not found in $PATH')

@@ -11,13 +11,11 @@ Stopping the agent leaves the pods running: the next agent adopts them from thei
 from __future__ import annotations
 
 import asyncio
-import datetime
+import json
 import logging
 import os
-import platform
 import shutil
 import signal
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,129 +24,15 @@ from nanokube.client import Client
 from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
 from nanokube.node.logserver import ContainerLog, LogServer
-from nanokube.node.podworker import NodeContext, PodWorker, pod_dir
+from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
+                                    read_text, routes_to_others)
+from nanokube.node.podworker import NodeContext, PodWorker
 from nanokube.node.status import now_rfc3339
 
 log = logging.getLogger("nanokube.node.agent")
 
-KUBELET_VERSION = "v1.32.0-nanokube"
-RUNTIME_VERSION = "nanokube://0.1"
 LEASE_NAMESPACE = "kube-node-lease"
 STATUS_REPORT_EVERY = 300.0       # nodeStatusReportFrequency: the Lease is the heartbeat
-MAX_PODS = 110
-
-
-def micro_time() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def architecture() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
-
-
-def _os_image() -> str:
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "Linux"
-
-
-def _memory_kib() -> int:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return ""
-
-
-def node_conditions(now: str, previous: list[dict] | None = None) -> list[dict]:
-    prev = {c.get("type"): c for c in previous or []}
-    wanted = [
-        ("MemoryPressure", "False", "KubeletHasSufficientMemory",
-         "kubelet has sufficient memory available"),
-        ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        ("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-    ]
-    out = []
-    for ctype, status, reason, message in wanted:
-        before = prev.get(ctype) or {}
-        since = before.get("lastTransitionTime") if before.get("status") == status else None
-        out.append({"type": ctype, "status": status, "lastHeartbeatTime": now,
-                    "lastTransitionTime": since or now, "reason": reason, "message": message})
-    return out
-
-
-def node_status(node_ip: str, node_name: str, now: str,
-                previous_conditions: list[dict] | None = None) -> dict:
-    capacity = {"cpu": str(os.cpu_count() or 1), "memory": f"{_memory_kib()}Ki",
-                "pods": str(MAX_PODS), "ephemeral-storage": "0"}
-    usage = shutil.disk_usage("/")
-    capacity["ephemeral-storage"] = f"{usage.total // 1024}Ki"
-    return {
-        "capacity": capacity,
-        "allocatable": dict(capacity),
-        "conditions": node_conditions(now, previous_conditions),
-        "addresses": [{"type": "InternalIP", "address": node_ip},
-                      {"type": "Hostname", "address": node_name}],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-        "nodeInfo": {
-            "machineID": _read("/etc/machine-id"),
-            "systemUUID": _read("/sys/class/dmi/id/product_uuid"),
-            "bootID": _read("/proc/sys/kernel/random/boot_id"),
-            "kernelVersion": platform.release(),
-            "osImage": _os_image(),
-            "containerRuntimeVersion": RUNTIME_VERSION,
-            "kubeletVersion": KUBELET_VERSION,
-            "kubeProxyVersion": "",
-            "operatingSystem": "linux",
-            "architecture": architecture(),
-        },
-    }
-
-
-def node_labels(node_name: str) -> dict[str, str]:
-    arch = architecture()
-    return {"kubernetes.io/hostname": node_name, "kubernetes.io/os": "linux",
-            "kubernetes.io/arch": arch, "beta.kubernetes.io/os": "linux",
-            "beta.kubernetes.io/arch": arch}
-
-
-def internal_ip(node: dict) -> str:
-    for addr in (node.get("status") or {}).get("addresses") or []:
-        if addr.get("type") == "InternalIP":
-            return addr.get("address") or ""
-    return ""
-
-
-def routes_to_others(nodes: list[dict], self_name: str) -> dict[str, str]:
-    """{podCIDR: node IP} of every other node that has both (host-gw routing)."""
-    routes = {}
-    for node in nodes:
-        if node["metadata"]["name"] == self_name:
-            continue
-        cidr, ip = (node.get("spec") or {}).get("podCIDR"), internal_ip(node)
-        if cidr and ip:
-            routes[cidr] = ip
-    return routes
-
-
-def _ready(node: dict) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True"
-               for c in (node.get("status") or {}).get("conditions") or [])
 
 
 class NodeAgent:
@@ -170,7 +54,7 @@ class NodeAgent:
         self.pods.path += f"?fieldSelector=spec.nodeName%3D{node_name}"
         self.ctx = NodeContext(client, node_name, node_ip, self.state_dir, cluster_dns,
                                cluster_domain, network, self.services.list, container_argv,
-                               _read("/etc/resolv.conf"))
+                               read_text("/etc/resolv.conf"))
         self.workers: dict[str, PodWorker] = {}
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
@@ -215,7 +99,8 @@ class NodeAgent:
         while True:
             try:
                 try:
-                    node = await self.client.create(self._node_path(), body)
+                    node = await self.client.create(
+                        Client.resource_path("", "v1", "nodes"), body)
                 except StatusError as e:
                     if e.code != 409:
                         raise
@@ -291,7 +176,7 @@ class NodeAgent:
             if cidr and self._pod_cidr is None:
                 self._pod_cidr = cidr
                 self._tasks.append(asyncio.create_task(self.setup_network(cidr)))
-            if not _ready(new) and (new.get("status") or {}).get("conditions"):
+            if not node_ready(new) and (new.get("status") or {}).get("conditions"):
                 self._node_status_now.set()
         self._routes_changed.set()
 
@@ -409,10 +294,9 @@ def default_container_argv() -> Callable:
 
 
 async def _run(args) -> None:
-    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
-    if not kubeconfig:
+    if not args.kubeconfig:
         raise SystemExit("error: --kubeconfig or $KUBECONFIG is required")
-    client = Client.from_kubeconfig(kubeconfig)
+    client = Client.from_kubeconfig(args.kubeconfig)
     agent = NodeAgent(client, args.node, args.node_ip, args.state_dir,
                       default_network(args.cluster, args.state_dir), default_container_argv(),
                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
@@ -432,6 +316,9 @@ async def _run(args) -> None:
 def main(args) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args.state_dir = os.path.abspath(args.state_dir)
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    args.kubeconfig = os.path.abspath(kubeconfig) if kubeconfig else None
     os.chdir("/")       # containers inherit the working directory
     asyncio.run(_run(args))
     return 0

@@ -58,7 +58,10 @@ class ContainerRunner:
             self._waiting("CreateContainerConfigError", str(e))
             return False
         except Exception as e:      # UnknownImage, and whatever an image mapping raises
-            reason = "ErrImagePull" if type(e).__name__ == "UnknownImage" else "StartError"
+            # an image the catalogue lacks cannot be "pulled"; a missing program cannot start
+            names = [k.__name__ for k in type(e).__mro__]
+            reason = "StartError" if "CommandNotFound" in names else \
+                "ErrImagePull" if "UnknownImage" in names else "StartError"
             self._waiting(reason, str(e))
             return False
         try:

@@ -56,7 +56,7 @@ class LogServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
-        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        app.router.add_get("/healthz", self.healthz)
         return app
 
     async def start(self) -> None:
@@ -67,6 +67,9 @@ class LogServer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def container_logs(self, request: web.Request) -> web.StreamResponse:
         m, q = request.match_info, request.query

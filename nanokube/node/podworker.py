@@ -11,8 +11,7 @@ import json
 import logging
 import os
 import shutil
-import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,23 +41,13 @@ class NodeContext:
     services: Callable[[], list[dict]]
     container_argv: Callable[[str, list | None, list | None], list[str]]
     host_resolv: str = ""
+    # sandboxes made at once: more only makes every `ip` process wait on the others
+    # (measured with 100 pods: 3-4 at once is best, 16 takes twice as long)
+    sandbox_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
 
 
 def pod_dir(state_dir: Path, uid: str) -> Path:
     return Path(state_dir) / "pods" / uid
-
-
-def read_pids(directory: Path) -> list[tuple[str, int]]:
-    try:
-        text = (directory / "pids").read_text()
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        name, _, pid = line.partition(" ")
-        if pid.strip().isdigit():
-            out.append((name, int(pid)))
-    return out
 
 
 def termination_grace(pod: dict) -> float:
@@ -116,13 +105,18 @@ class PodWorker:
         self._changed.set()
 
     # ---- pieces the container runners use ------------------------------------------------------
+    @property
+    def hostname(self) -> str:
+        """A hostNetwork pod shares the node's network and so its name, as in Kubernetes."""
+        return self.ctx.node_name if self.host_network else pod_hostname(self.pod)
+
     def termination_grace(self) -> float:
         return termination_grace(self.pod)
 
     def container_env(self, spec: dict) -> dict[str, str]:
         return container_env(
             self.pod, spec, pod_ip=self.pod_ip, host_ip=self.ctx.node_ip,
-            hostname=pod_hostname(self.pod), services=self.ctx.services(),
+            hostname=self.hostname, services=self.ctx.services(),
             get_source=lambda kind, name: self._sources.get((kind, name)))
 
     def container_argv(self, spec: dict, env: dict[str, str]) -> list[str]:
@@ -134,7 +128,7 @@ class PodWorker:
         netns = None if self.host_network else \
             f"/run/netns/{self.ctx.network.netns_name(self.uid)}"
         return runtime.container_command(
-            netns, pod_hostname(self.pod), str(self.dir / "resolv.conf"),
+            netns, self.hostname, str(self.dir / "resolv.conf"),
             str(self.dir / "hosts"), str(self.log_path(container)), argv)
 
     def log_path(self, container: str, previous: bool = False) -> Path:
@@ -173,7 +167,10 @@ class PodWorker:
         try:
             (self.dir / "logs").mkdir(parents=True, exist_ok=True)
             adopted = self._load_state()
-            if await self._setup_sandbox():
+            phase = (self.pod.get("status") or {}).get("phase")
+            if phase in ("Succeeded", "Failed") and not adopted:
+                pass    # finished before this agent started: nothing runs again
+            elif await self._setup_sandbox():
                 await self._fetch_sources()
                 self._write_files()
                 self._start_containers(adopted)
@@ -195,7 +192,8 @@ class PodWorker:
             self.pod_ip = self.ctx.node_ip
         while not self._have_sandbox and not self.host_network:
             try:
-                self.pod_ip = await self.ctx.network.add_pod(self.uid)
+                async with self.ctx.sandbox_slots:
+                    self.pod_ip = await self.ctx.network.add_pod(self.uid)
                 self._have_sandbox = True
             except Exception as e:
                 log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, e)
@@ -237,7 +235,7 @@ class PodWorker:
             self.pod, self.ctx.cluster_dns, self.ctx.cluster_domain, self.ctx.host_resolv))
         (self.dir / "hosts").write_text(hosts_file(self.pod, self.pod_ip,
                                                    self.ctx.cluster_domain))
-        (self.dir / "hostname").write_text(pod_hostname(self.pod) + "\n")
+        (self.dir / "hostname").write_text(self.hostname + "\n")
 
     def _start_containers(self, adopted: dict[str, runtime.ContainerProcess]) -> None:
         for spec, state in zip((self.pod.get("spec") or {}).get("containers") or [],
@@ -326,9 +324,3 @@ class PodWorker:
             except asyncio.TimeoutError:
                 pass
 
-
-def kill_leftover(directory: Path) -> None:
-    """SIGKILL what the pids file of a pod no longer in the API names (its process group)."""
-    for _, pid in read_pids(directory):
-        runtime.signal_process(pid, signal.SIGKILL, group=True)
-        runtime.signal_process(pid, signal.SIGKILL)

@@ -184,7 +184,8 @@ class ProbeWorker:
         wait = self.started_at + delay - self._clock()
         if wait > 0:
             await self._sleep(wait)
-        period = float(self.probe.get("periodSeconds") or 10)
+        period = self.probe.get("periodSeconds")
+        period = 10.0 if period is None else float(period)
         while True:
             ok, message = await self.check()
             if not ok:

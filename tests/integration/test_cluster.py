@@ -45,7 +45,7 @@ class Cluster:
         self.env = dict(os.environ, NANOKUBE_HOME=str(tmp / "home"), HOME=str(tmp))
 
     def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "nanokube", *args, "--name", self.name],
+        proc = subprocess.run([sys.executable, "-m", "nanokube", "--name", self.name, *args],
                               capture_output=True, text=True, env=self.env, timeout=timeout,
                               cwd=ROOT)
         if check and proc.returncode != 0:
@@ -142,14 +142,25 @@ def test_deployment_pods_endpointslices_scaling(cluster):
 
 def test_restart_readiness_and_delete(cluster):
     c = cluster
+    # Ready while /tmp/nk-unready-<pod name> does not exist (the exec probe runs in the
+    # container's namespaces, where the hostname is the pod's name).
     c.kubectl("apply", "-f", "-", input=deployment("probe", 1, readiness={
-        "httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1,
-        "failureThreshold": 1}))
+        "exec": {"command": ["sh", "-c", "test ! -e /tmp/nk-unready-$(hostname)"]},
+        "periodSeconds": 1, "failureThreshold": 1}))
     c.kubectl("apply", "-f", "-", input=service("probe"))
     c.kubectl("rollout", "status", "deployment/probe", "--timeout=30s")
     pod = c.get("pods", "-l", "app=probe")["items"][0]
     name = pod["metadata"]["name"]
     wait_for("ready endpoint", lambda: len(ready_endpoints(c, "probe")) == 1)
+
+    # A failing readiness probe takes the pod out of the slice, a passing one brings it back.
+    marker = Path(f"/tmp/nk-unready-{name}")
+    marker.touch()
+    try:
+        wait_for("unready endpoint", lambda: len(ready_endpoints(c, "probe")) == 0, timeout=10)
+    finally:
+        marker.unlink()
+    wait_for("ready again", lambda: len(ready_endpoints(c, "probe")) == 1, timeout=10)
 
     # Killing the container's process restarts it.
     pid = int(pod["status"]["containerStatuses"][0]["containerID"].split("://")[1])

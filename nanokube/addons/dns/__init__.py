@@ -1,0 +1,1 @@
+"""Cluster DNS: the Kubernetes DNS schema answered from Services and EndpointSlices."""
