@@ -1,77 +1,56 @@
-"""`make demo`: the seed walkthrough against a real nanokube API server, with the real kubectl.
+"""`make demo`: the seed walkthrough on a real nanokube cluster, with the real kubectl.
 
-Until `nanokube up` exists this starts `nanokube server` on loopback with a throw-away data
-directory, shows kubectl working on the seed's Services, and stops it again."""
+Brings a 2-node cluster up, runs echo servers behind the seed's Services, shows what kubectl
+shows, shows the clear errors the seed's text gets as written, and takes the cluster down."""
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+NAME = "demo"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 20) -> float:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise SystemExit("nanokube server exited during start-up")
-        try:
-            with urllib.request.urlopen(url + "/readyz", context=ctx, timeout=1):
-                return time.monotonic() - t0
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nanokube server did not become ready")
-
-
-def _step(title: str, *args: str, env: dict, stdin: str | None = None) -> None:
-    print(f"\n\033[1m$ kubectl {' '.join(args)}\033[0m   # {title}", flush=True)
-    subprocess.run(["kubectl", *args], env=env, cwd=ROOT, input=stdin, text=True)
+def _run(argv: list[str], env: dict, title: str = "") -> int:
+    shown = " ".join(argv).replace(sys.executable + " -m nanokube", "nanokube")
+    print(f"\n\033[1m$ {shown}\033[0m" + (f"   # {title}" if title else ""), flush=True)
+    return subprocess.run(argv, env=env, cwd=ROOT).returncode
 
 
 def main() -> int:
     if shutil.which("kubectl") is None:
         print("kubectl is not installed; use `nanokube get` etc. instead", file=sys.stderr)
         return 1
+    if os.geteuid() != 0:
+        print("make demo needs root: it creates network namespaces", file=sys.stderr)
+        return 1
     work = Path(tempfile.mkdtemp(prefix="nanokube-demo-"))
-    port = _free_port()
-    data = work / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "nanokube", "server", "--data-dir", str(data),
-                             "--listen", f"127.0.0.1:{port}"],
-                            stdout=open(work / "server.log", "wb"), stderr=subprocess.STDOUT)
+    env = dict(os.environ, NANOKUBE_HOME=str(work), HOME=str(work),
+               KUBECONFIG=str(work / NAME / "kubeconfig"))
+    nk = [sys.executable, "-m", "nanokube", "--name", NAME]
+    kubectl = ["kubectl"]
     try:
-        took = _wait_ready(f"https://127.0.0.1:{port}", proc)
-        print(f"nanokube API server ready on https://127.0.0.1:{port} in {took:.2f}s")
-        env = dict(os.environ, KUBECONFIG=str(data / "kubeconfig"), HOME=str(work))
-        _step("the seed's manifests, completed", "apply", "-f", "examples/seed/", env=env)
-        _step("cluster IPs from 10.96.0.0/12, node ports from 30000-32767", "get", "services",
-              "-o", "wide", env=env)
-        _step("applying again changes nothing", "apply", "-f", "examples/seed/", env=env)
-        _step("the v1beta1 Ingress, served as v1", "get", "ingress", env=env)
-        _step("", "describe", "service", "my-nodeport-service", env=env)
+        if _run(nk + ["up"], env, "a 2-node cluster in network namespaces") != 0:
+            return 1
+        _run(kubectl + ["get", "nodes", "-o", "wide"], env)
+        _run(kubectl + ["apply", "-f", "examples/apps/my-app.yaml"], env, "echo servers")
+        _run(kubectl + ["apply", "-f", "examples/seed/"], env, "the seed's manifests, completed")
+        _run(kubectl + ["rollout", "status", "deployment/my-app", "--timeout=60s"], env)
+        _run(kubectl + ["get", "pods", "-o", "wide"], env, "pods are processes with own IPs")
+        _run(kubectl + ["get", "endpointslices"], env, "the Services' ready endpoints")
+        _run(kubectl + ["get", "services"], env,
+             "cluster IPs from 10.96.0.0/12, node ports from 30000-32767")
+        _run(kubectl + ["apply", "-f", "examples/seed/"], env, "applying again changes nothing")
         for f in sorted((ROOT / "examples" / "seed-verbatim").glob("clusterip-*.yaml")):
-            _step(f"the seed's text as written: {f.name}", "create", "-f",
-                  str(f.relative_to(ROOT)), env=env)
-        _step("frees the IPs and ports", "delete", "-f", "examples/seed/", env=env)
-        _step("", "get", "services", env=env)
+            _run(kubectl + ["create", "-f", str(f.relative_to(ROOT))], env,
+                 f"the seed's text as written: {f.name}")
+        _run(kubectl + ["describe", "service", "my-service"], env)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        _run(nk + ["down"], env, "leaves nothing behind")
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -69,8 +69,9 @@ class ApiServer:
         await self.runner.setup()
         for addr in self.listen:
             host, _, port = addr.rpartition(":")
+            # Watches never end by themselves: a stopping server gives them half a second.
             site = web.TCPSite(self.runner, host.strip("[]"), int(port), ssl_context=ssl_ctx,
-                               backlog=1024, reuse_address=True)
+                               backlog=1024, reuse_address=True, shutdown_timeout=0.5)
             await site.start()
         self._start_controllers()
         self.ready = True

@@ -45,8 +45,9 @@ def serve_hostname(argv: list[str]) -> int:
     import socket
 
     from nanokube.images.flags import parse_flags
-    from nanokube.images.serving import (Program, Response, bind_socket, go_log, pod_hostname,
-                                         serve_http, serve_udp)
+    from nanokube.images.http_server import Response, serve_http
+    from nanokube.images.serving import Program, bind_socket, go_log, pod_hostname, serve_udp
+
     flags = parse_flags(argv, SERVE_HOSTNAME_FLAGS)
     if flags["http"] and flags["tcp"]:
         raise UsageError("Can't serve TCP and HTTP on the same port")
@@ -85,7 +86,8 @@ def serve_hostname(argv: list[str]) -> int:
 
 def porter(argv: list[str]) -> int:
     """Serve each $SERVE_PORT_<port>=<text> as <text> on <port> (any path)."""
-    from nanokube.images.serving import Program, Response, go_log, serve_http
+    from nanokube.images.http_server import Response, serve_http
+    from nanokube.images.serving import Program, go_log
 
     ports = {int(name[len("SERVE_PORT_"):]): text for name, text in os.environ.items()
              if name.startswith("SERVE_PORT_") and name[len("SERVE_PORT_"):].isdigit()}

@@ -13,7 +13,8 @@ import json
 import os
 import sys
 
-from nanokube.images.serving import Program, Request, Response, go_log, pod_hostname, serve_http
+from nanokube.images.http_server import Request, Response, serve_http
+from nanokube.images.serving import Program, go_log, pod_hostname
 
 
 def canonical_header(name: str) -> str:

@@ -26,9 +26,6 @@ REASONS = {100: "Continue", 200: "OK", 201: "Created", 204: "No Content", 301: "
            500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
            503: "Service Unavailable", 504: "Gateway Timeout", 505: "HTTP Version Not Supported"}
 
-
-# ---- HTTP ------------------------------------------------------------------------------------
-
 class Request:
     __slots__ = ("method", "target", "version", "headers", "body", "peer", "local", "_split")
 

@@ -20,8 +20,8 @@ import signal
 import time
 
 from nanokube.images.flags import UsageError, parse_flags
-from nanokube.images.serving import (Program, Request, Response, go_log, pod_hostname, serve_http,
-                                     serve_udp)
+from nanokube.images.http_server import Request, Response, serve_http
+from nanokube.images.serving import Program, go_log, pod_hostname, serve_udp
 
 FLAGS = {"http-port": 8080, "udp-port": 8081, "sctp-port": -1, "delay-shutdown": 0,
          "http-override": "", "udp-listen-addresses": "", "tls-cert-file": "",

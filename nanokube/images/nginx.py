@@ -15,7 +15,8 @@ import signal
 import sys
 import time
 
-from nanokube.images.serving import Program, Request, Response, log, pod_hostname, serve_http
+from nanokube.images.http_server import Request, Response, serve_http
+from nanokube.images.serving import Program, log, pod_hostname
 
 SERVER = "nginx"
 STARTED = time.time()

@@ -15,6 +15,8 @@ from typing import Awaitable, Callable
 
 # The address programs listen on; all addresses (dual-stack) unless set. Tests set 127.0.0.1.
 BIND_ENV = "NANOKUBE_BIND_ADDRESS"
+
+
 def pod_hostname() -> str:
     """The pod's name as its containers see it: $HOSTNAME (set for containers), else uname's."""
     return os.environ.get("HOSTNAME") or socket.gethostname()

@@ -169,3 +169,24 @@ def test_command_not_on_path():
 def test_absolute_command_missing():
     with pytest.raises(CommandNotFound, match="no such file or directory"):
         container_argv("busybox", ["/no/such/program"], None)
+
+
+# ---- agnhost's flag syntax ---------------------------------------------------------------------
+
+def test_parse_flags_pflag_forms():
+    from nanokube.images.flags import parse_flags
+    spec = {"port": 9376, "http": True, "udp": False, "name": ""}
+    assert parse_flags(["--port=80", "--udp", "-name", "x", "--http=false", "--sctp-port=1"],
+                       spec) == {"port": 80, "http": False, "udp": True, "name": "x"}
+    assert parse_flags(["--port", "81"], spec)["port"] == 81
+    assert parse_flags([], spec) == spec
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--port=x"], 'invalid argument "x" for "--port" flag'),
+    (["--port"], "flag needs an argument: --port"),
+    (["--udp=maybe"], 'invalid argument "maybe" for "--udp" flag')])
+def test_parse_flags_errors(argv, message):
+    from nanokube.images.flags import UsageError, parse_flags
+    with pytest.raises(UsageError, match=message):
+        parse_flags(argv, {"port": 1, "udp": False})

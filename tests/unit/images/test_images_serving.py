@@ -5,7 +5,8 @@ import asyncio
 
 import pytest
 
-from nanokube.images.serving import BIND_ENV, Response, format_peer, serve_http
+from nanokube.images.http_server import Response, serve_http
+from nanokube.images.serving import BIND_ENV, format_peer
 
 
 async def echo_handler(request):
