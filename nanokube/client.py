@@ -211,9 +211,7 @@ class Client:
     def _get_session(self):
         import aiohttp
         if self._session is None or self._session.closed:
-            # A short TLS shutdown: a process that stops must not wait on close_notify.
-            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False,
-                                             ssl_shutdown_timeout=0.1)
+            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             headers = {"User-Agent": "nanokube/0.1"}
             if self._token:

@@ -527,6 +527,7 @@ class PodStrategy(Strategy):
     short_names = ("po",)
     categories = ("all",)
     has_status = True
+    return_deleted_object = True   # as Kubernetes' pod storage: DELETE answers with the Pod
     columns = [
         NAME_COLUMN,
         Column("Ready", description="The aggregate readiness state of this pod for accepting "

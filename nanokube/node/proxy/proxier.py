@@ -101,6 +101,7 @@ class NftProxier:
         self._need_full = True
         self._retry_at: float | None = None
         self._started = False
+        self._stopping = False
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -110,6 +111,7 @@ class NftProxier:
     # ------------------------------------------------------------------ public interface
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._stopping = False
         self._need_full = True
         await self.sync()
         self._started = True
@@ -117,6 +119,7 @@ class NftProxier:
 
     async def stop(self) -> None:
         """Stop syncing; the rules stay in the kernel so traffic keeps flowing."""
+        self._stopping = True
         if self._task:
             self._task.cancel()
             try:
@@ -204,9 +207,12 @@ class NftProxier:
                 deadlines.append(self._retry_at)
             timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._wake.clear()
             if self._retry_at is not None and time.monotonic() < self._retry_at:
                 continue
@@ -309,10 +315,11 @@ class NftProxier:
                 for rule in rules:
                     tx.add_rule(name, rule)
         # 4. elements: deletions first, so that a changed value is a delete then an add
-        changes = []
+        net: dict[tuple[str, str], list] = {}  # two Services may change one key: keep the net change
         for key, old, new, _ in plans:
-            changes += self._index.replace(key, old.elements, new.elements)
-        changes.sort(key=lambda c: c[0])
+            for mk, before, after in self._index.replace(key, old.elements, new.elements):
+                net.setdefault(mk, [before, after])[1] = after
+        changes = sorted((mk, b, a) for mk, (b, a) in net.items() if b is not a and b != a)
         for (m, k), before, after in changes:
             if before is not MISSING:
                 tx.delete_element(m, k)
