@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
@@ -43,8 +45,11 @@ def main() -> None:
     kenv = dict(env, KUBECONFIG=str(kubeconfig))
 
     def kubectl(*a, input=None):
-        return subprocess.run(["kubectl", *a], env=kenv, input=input, capture_output=True,
-                              text=True, check=True)
+        proc = subprocess.run(["kubectl", *a], env=kenv, input=input, capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"kubectl {a}: {proc.stderr}")
+        return proc
 
     def pod_manifest(i: int) -> dict:
         return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i}",
@@ -71,8 +76,7 @@ def main() -> None:
         idle = {k: rss_mb(v) for k, v in pids.items()}
         t1 = time.monotonic()
         items = [pod_manifest(i) for i in range(1, args.pods + 1)]
-        kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                      "items": items}))
+        kubectl("create", "-f", "-", input="---\n".join(yaml.safe_dump(i) for i in items))
         while ready_count() < args.pods + 1:
             time.sleep(0.1)
         t_pods = time.monotonic() - t1
