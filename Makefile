@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := iproute2 nftables
+DEBS := iproute2 nftables conntrack
 
 .PHONY: demo test unit integration bench setup debs clean
 

@@ -258,7 +258,8 @@ def test_external_traffic_policy_local_keeps_client_ip(topo):
 def test_external_ip(topo):
     topo.service(svc("ext", "10.96.0.24", [{"port": 80}], externalIPs=[NODE_IP]))
     topo.slice(eps("ext", ["p3"]))
-    assert names(topo.client(OUT_NS, "tcp", NODE_IP, 80, n=2)) == ["p3", "p3"]
+    got = topo.client(OUT_NS, "tcp", NODE_IP, 80, n=2)
+    assert names(got) == ["p3", "p3"], got
 
 
 def test_no_endpoints_refused_at_once(topo):
