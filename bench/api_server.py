@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
-from conftest import ApiServerProcess  # noqa: E402
+from harness import ApiServerProcess  # noqa: E402
 from nanokube.client import Client  # noqa: E402
 from nanokube.store.sqlite import SQLiteStore  # noqa: E402
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
-from conftest import ApiServerProcess, free_port  # noqa: E402
+from harness import ApiServerProcess, free_port  # noqa: E402
 from nanokube.client import Client  # noqa: E402
 
 COREDNS_QPS = 33_669

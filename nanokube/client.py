@@ -199,13 +199,16 @@ class Client:
         self._resources: dict[str, APIResource] | None = None
         self._kinds: dict[tuple[str, str], str] = {}
         self.warning_handler = warning_handler
+        self.ca_data: bytes | None = None     # the cluster CA, for what the client hands on
 
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None, **kwargs) -> "Client":
         cfg = load_kubeconfig(path, context)
         ctx = ssl_context(cfg) if cfg.server.startswith("https:") else None
-        return cls(cfg.server, ctx, cfg.token, cfg.namespace or "default",
-                   tls_server_name=cfg.tls_server_name, **kwargs)
+        client = cls(cfg.server, ctx, cfg.token, cfg.namespace or "default",
+                     tls_server_name=cfg.tls_server_name, **kwargs)
+        client.ca_data = cfg.ca_data
+        return client
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _get_session(self):

@@ -284,6 +284,13 @@ class ApiHandler:
             binding, _ = decode_object(await self._read_body(request),
                                        request.headers.get("Content-Type", JSON))
             return await subresources.bind(storage, route.namespace, route.name, binding)
+        if sub == "token":
+            if request.method != "POST":
+                raise E.method_not_allowed(request.method, "serviceaccounts/token")
+            body, _ = decode_object(await self._read_body(request),
+                                    request.headers.get("Content-Type", JSON))
+            return await subresources.token(storage, self.api.token_issuer, route.namespace,
+                                            route.name, body)
         if sub == "log":
             if request.method != "GET":
                 raise E.method_not_allowed(request.method, "pods/log")

@@ -49,6 +49,7 @@ class ApiServer:
         self.ready = False
         self.tasks: list[asyncio.Task] = []
         self._openapi_cache: dict = {}
+        self.token_issuer = None
 
     # ---- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -109,6 +110,8 @@ class ApiServer:
             name = self.data_dir.name or "nanokube"
             pki.write_kubeconfig(str(kubeconfig), f"https://{server_host}:{port}", ca[0],
                                  ccert, ckey, name, f"nanokube-{name}")
+        from nanokube.api.serviceaccounts import TokenIssuer
+        self.token_issuer = TokenIssuer.ensure(str(pki_dir))
         pki.ensure_token_file(str(pki_dir))
         self.tokens = pki.load_tokens(str(pki_dir))
         return pki.server_ssl_context(cert_path, key_path, str(pki_dir / "ca.crt"))
@@ -207,7 +210,11 @@ class ApiServer:
         peercert = None
         if request.transport is not None:
             peercert = request.transport.get_extra_info("peercert")
-        return pki.authenticate(peercert, request.headers.get("Authorization"), self.tokens)
+        header = request.headers.get("Authorization")
+        who = pki.authenticate(peercert, header, self.tokens)
+        if who is None and header and header[:7].lower() == "bearer ":
+            who = self.token_issuer.authenticate(header[7:].strip())
+        return who
 
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         path = request.path

@@ -21,7 +21,29 @@ def supports(group: str, plural: str, sub: str) -> bool:
         return (group, plural) == ("", "pods")
     if sub == "scale":
         return (group, plural) in SCALABLE
+    if sub == "token":
+        return (group, plural) == ("", "serviceaccounts")
     return False
+
+
+# ---- serviceaccounts/token ----------------------------------------------------------------
+
+async def token(accounts: ResourceStorage, issuer, namespace: str, name: str,
+                request: dict) -> web.Response:
+    """TokenRequest: a bound, expiring token for the service account."""
+    from nanokube.api import serviceaccounts as SA
+    account = await accounts.get(namespace, name)
+    spec = request.get("spec") or {}
+    expiration = spec.get("expirationSeconds") or SA.DEFAULT_EXPIRATION
+    if not isinstance(expiration, int) or expiration < 600:
+        raise E.invalid_error("TokenRequest", "authentication.k8s.io", name, [E.invalid(
+            "spec.expirationSeconds", expiration,
+            "may not specify a duration less than 10 minutes")])
+    expiration = min(expiration, SA.MAX_EXPIRATION)
+    tok, exp = issuer.issue(namespace, name, account["metadata"].get("uid", ""),
+                            list(spec.get("audiences") or []), expiration,
+                            spec.get("boundObjectRef"))
+    return web.json_response(SA.token_request_response(request, tok, exp), status=201)
 
 
 # ---- pods/binding ---------------------------------------------------------------------------

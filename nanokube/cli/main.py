@@ -97,6 +97,14 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster-dns", default="10.96.0.10", metavar="IP")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--lease-duration", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", metavar="CIDR",
+                   help="the Service CIDR, routed to the pod bridge for the node's own clients")
+    p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
+                   help="the pod CIDR: traffic to Services from outside it is masqueraded")
+
+
+def _rules_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", metavar="NODE", help="this node only (default: every node)")
 
 
 def _up_args(p: argparse.ArgumentParser) -> None:
@@ -124,6 +132,11 @@ def _logs_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timestamps", action="store_true")
 
 
+def _dns_args(p: argparse.ArgumentParser) -> None:
+    from nanokube.addons.dns.main import add_arguments   # cheap: heavy imports run later
+    add_arguments(p)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "server": Subcommand("run the API server", "nanokube.api.server:main", _server_args),
     "apply": Subcommand("create or update objects from manifests (client-side apply)",
@@ -143,9 +156,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "exec": Subcommand("run a command in a pod, a node or the outside host",
                        "nanokube.cli.exec:main", _exec_args),
     "logs": Subcommand("print a pod's logs", "nanokube.cli.exec:logs", _logs_args),
+    "dns": Subcommand("run the cluster DNS server (the kube-dns addon)",
+                      "nanokube.addons.dns.main:main", _dns_args),
     "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
                                      "nanokube.controllers.manager:main",
                                      _controller_manager_args),
+    "rules": Subcommand("print the live nftables ruleset of the cluster's nodes",
+                        "nanokube.cli.rules:main", _rules_args),
     "agent": Subcommand("run the node agent (pods, network, service proxy) inside a node",
                         "nanokube.node.agent:main", _agent_args),
 }

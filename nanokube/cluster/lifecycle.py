@@ -212,8 +212,8 @@ def up(args) -> int:
                       f"https://127.0.0.1:{local_port(net.index)}")
         asyncio.run(_wait_nodes_ready(cdir / "kubeconfig", len(net.nodes), 30))
         progress.step(f"{len(net.nodes)} node(s) Ready")
-        if getattr(args, "addons", True):
-            _apply_addons(cdir)
+        addons = asyncio.run(_apply_addons(cdir / "kubeconfig"))
+        progress.step(f"addons: {', '.join(addons)}")
     except BaseException as exc:
         print(f"error: {exc}; cleaning up", file=sys.stderr)
         _teardown(cdir, state)
@@ -258,8 +258,32 @@ def _wait_file(path: Path, pid: int, timeout: float = 20) -> None:
         time.sleep(0.01)
 
 
-def _apply_addons(cdir: Path) -> None:
-    """Addons (cluster DNS, ingress-nginx, ...) come in later issues."""
+ADDONS = Path(__file__).resolve().parents[1] / "addons" / "manifests"
+_PATHS = {"ServiceAccount": ("", "v1", "serviceaccounts"), "Service": ("", "v1", "services"),
+          "Deployment": ("apps", "v1", "deployments"), "ConfigMap": ("", "v1", "configmaps"),
+          "IngressClass": ("networking.k8s.io", "v1", "ingressclasses")}
+
+
+async def _apply_addons(kubeconfig: Path) -> list[str]:
+    """Create the addons' objects (cluster DNS, ...) as `kubectl create` would; they run as
+    ordinary pods, started while `up` returns."""
+    from nanokube.api.errors import StatusError
+    from nanokube.client import Client
+    made = []
+    async with Client.from_kubeconfig(str(kubeconfig)) as client:
+        for manifest in sorted(ADDONS.glob("*.yaml")):
+            for obj in yaml.safe_load_all(manifest.read_text()):
+                if not obj:
+                    continue
+                group, version, plural = _PATHS[obj["kind"]]
+                ns = obj["metadata"].get("namespace")
+                try:
+                    await client.create(Client.resource_path(group, version, plural, ns), obj)
+                except StatusError as e:
+                    if e.code != 409:
+                        raise
+            made.append(manifest.stem)
+    return made
 
 
 def _save(cdir: Path, state: dict) -> None:

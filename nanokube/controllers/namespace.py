@@ -20,16 +20,35 @@ class NamespaceController:
             try:
                 objs, rev, _, _ = await self.storage.list(None)
                 for ns in objs:
-                    if ns["metadata"].get("deletionTimestamp"):
-                        await self._finalize(ns["metadata"]["name"])
+                    await self._sync(ns)
                 async for typ, ns, _ in self.storage.watch(None, rev):
-                    if typ != "DELETED" and ns["metadata"].get("deletionTimestamp"):
-                        await self._finalize(ns["metadata"]["name"])
+                    if typ != "DELETED":
+                        await self._sync(ns)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("namespace controller: resyncing")
                 await asyncio.sleep(1)
+
+    async def _sync(self, ns: dict) -> None:
+        name = ns["metadata"]["name"]
+        if ns["metadata"].get("deletionTimestamp"):
+            await self._finalize(name)
+        else:
+            await self._ensure_default_service_account(name)
+
+    async def _ensure_default_service_account(self, namespace: str) -> None:
+        """Every namespace has a `default` ServiceAccount (the serviceaccount controller)."""
+        accounts = self.server.storages[("", "serviceaccounts")]
+        try:
+            await accounts.get(namespace, "default")
+        except E.StatusError:
+            try:
+                await accounts.create(namespace, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                  "metadata": {"name": "default"}})
+            except E.StatusError as e:
+                if e.code not in (403, 404, 409):
+                    raise
 
     async def _finalize(self, name: str) -> None:
         """Delete everything in the namespace, then drop the `kubernetes` finalizer."""

@@ -68,7 +68,11 @@ SHELLS = {
     "debian": Image("debian", (), ("bash",)),
     "ubuntu": Image("ubuntu", (), ("/bin/bash",)),
 }
-CATALOGUE = {"agnhost": AGNHOST, "echoserver": ECHOSERVER, "nginx": NGINX, "pause": PAUSE, **SHELLS}
+# nanokube itself: addons (cluster DNS, the ingress controller) run `nanokube ARGS` in their pods
+NANOKUBE = Image("nanokube", ("/nanokube",), (),
+                 {"/nanokube": "nanokube", "nanokube": "nanokube"})
+CATALOGUE = {"agnhost": AGNHOST, "echoserver": ECHOSERVER, "nginx": NGINX, "pause": PAUSE,
+             "nanokube": NANOKUBE, **SHELLS}
 CATALOGUE_NAMES = "agnhost, echoserver, nginx, busybox, alpine, python"
 
 # names a command may use for the Python interpreter; they all run the interpreter we run on
@@ -107,7 +111,7 @@ def lookup(image: str) -> Image | None:
     if last == "pause" and registry in ("registry.k8s.io", "k8s.gcr.io", "gcr.io"):
         return PAUSE
     # e2e-test-images/busybox, library/busybox, public.ecr.aws/docker/library/python, ...
-    return CATALOGUE.get(last) if last in ("nginx", *SHELLS) else None
+    return CATALOGUE.get(last) if last in ("nginx", "nanokube", *SHELLS) else None
 
 
 def container_argv(image: str, command: list[str] | None, args: list[str] | None) -> list[str]:

@@ -1,12 +1,14 @@
-"""`nanokube agent`: the kubelet part of the node agent.
+"""`nanokube agent`: the node agent, kubelet and kube-proxy in one process.
 
 It runs inside its node's network namespace. It registers the Node, renews the node's Lease in
 kube-node-lease, waits for node IPAM to give the Node a podCIDR, sets the node's pod network up
 and keeps routes to the other nodes' pod CIDRs, runs the pods bound to the node (one
-PodWorker each) and serves their logs on <node-ip>:10250.
+PodWorker each) and serves their logs on <node-ip>:10250. Its service proxy (serviceproxy.py)
+programs the node's Services into nftables and serves :10249/metrics and :10256/healthz.
 
-Stopping the agent leaves the pods running: the next agent adopts them from their state files
-(`nanokube down` ends them through the pids files).
+Stopping the agent leaves the pods running and the Service rules in place: the next agent adopts
+the pods from their state files (`nanokube down` ends them through the pids files) and replaces
+the rules with one atomic full sync.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from nanokube.node.logserver import ContainerLog, LogServer
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
                                     read_text, routes_to_others)
 from nanokube.node.podworker import NodeContext, PodWorker
+from nanokube.node.serviceproxy import ServiceProxy
 from nanokube.node.status import now_rfc3339
 
 log = logging.getLogger("nanokube.node.agent")
@@ -39,7 +42,8 @@ class NodeAgent:
     def __init__(self, client: Client, node_name: str, node_ip: str, state_dir: str,
                  network: Any, container_argv: Callable, cluster_dns: str = "10.96.0.10",
                  cluster_domain: str = "cluster.local", lease_duration: float = 10.0,
-                 log_port: int = 10250):
+                 log_port: int = 10250, cluster_cidr: str = "10.244.0.0/16",
+                 service_cidr: str = "10.96.0.0/12", proxy: bool = True):
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
@@ -59,6 +63,9 @@ class NodeAgent:
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
         self.log_server = LogServer(self.find_log, node_ip, log_port)
+        self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
+                                  cluster_cidr=cluster_cidr, service_cidr=service_cidr,
+                                  node_eligible=self._node_eligible) if proxy else None
         self._routes: dict[str, str] | None = None
         self._pod_cidr: str | None = None
         self._routes_changed = asyncio.Event()
@@ -79,6 +86,9 @@ class NodeAgent:
         spawn(self.services.run())
         spawn(self.routes_loop())
         spawn(self.pods_loop())
+        if self.proxy is not None:
+            spawn(self.proxy.run())
+            spawn(self.service_route())
         try:
             await asyncio.gather(*self._tasks)
         finally:
@@ -210,6 +220,16 @@ class NodeAgent:
                 await asyncio.sleep(1)
                 self._routes_changed.set()
 
+    # ---- service proxy --------------------------------------------------------------------------
+    async def service_route(self) -> None:
+        await self.network_ready.wait()        # the route goes through cni0
+        await self.proxy.add_service_route()
+
+    def _node_eligible(self) -> bool:
+        """kube-proxy's /healthz fails on a node being deleted, so load balancers drain it."""
+        node = self.nodes.get(self.node_name) or {}
+        return not (node.get("metadata") or {}).get("deletionTimestamp")
+
     # ---- pods -----------------------------------------------------------------------------------
     async def pods_loop(self) -> None:
         await self.network_ready.wait()
@@ -300,7 +320,8 @@ async def _run(args) -> None:
     agent = NodeAgent(client, args.node, args.node_ip, args.state_dir,
                       default_network(args.cluster, args.state_dir), default_container_argv(),
                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
-                      lease_duration=args.lease_duration)
+                      lease_duration=args.lease_duration,
+                      cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -142,9 +142,13 @@ def _is_ip(text: str) -> bool:
         return False
 
 
+MASQ_TABLE = "nanokube-cni"
+
+
 class PodNetwork:
-    def __init__(self, cluster: str, state_dir: str):
+    def __init__(self, cluster: str, state_dir: str, cluster_cidr: str = "10.244.0.0/16"):
         self.cluster = cluster
+        self.cluster_cidr = str(ipaddress.ip_network(cluster_cidr))
         self.ipam = HostLocalIPAM(Path(state_dir) / "ipam")
         self.pod_cidr: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}   # one per pod: add and remove never overlap
@@ -179,6 +183,26 @@ class PodNetwork:
         lines += [f"addr replace {gateway}/{net.prefixlen} dev {BRIDGE}",
                   f"link set dev {BRIDGE} up"]
         await _ip_batch(lines)
+        await self._masquerade_outbound(str(net))
+
+    async def _masquerade_outbound(self, pod_cidr: str) -> None:
+        """Pods talking to anything outside the cluster CIDR (the API server, the LAN) leave
+        with the node's address, as the bridge CNI plugin's ipMasq does: the host and the LAN
+        have no route back to pod addresses, and no pod address may ever leave the node."""
+        table = f"""table ip {MASQ_TABLE}
+delete table ip {MASQ_TABLE}
+table ip {MASQ_TABLE} {{
+  chain postrouting {{
+    type nat hook postrouting priority srcnat + 10; policy accept;
+    ip saddr {pod_cidr} ip daddr != {self.cluster_cidr} masquerade
+  }}
+}}
+"""
+        proc = await asyncio.create_subprocess_exec(
+            "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate(table.encode())
+        if proc.returncode != 0:
+            raise CNIError(f"nft: {err.decode().strip()}")
 
     async def sync_routes(self, peers: dict[str, str]) -> None:
         """Makes the host-gw routes exactly `peers` ({other node's pod CIDR: its node IP})."""

@@ -29,6 +29,18 @@ def bind_mount(source: str, target: str) -> None:
         raise OSError(err, f"mount --bind {source} {target}: {os.strerror(err)}")
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def mount_service_account(source: str) -> None:
+    """The pod's token, CA and namespace where in-cluster clients read them. The mount point
+    is an empty directory under /run (a tmpfs); the mount itself is private to the pod."""
+    if not os.path.isdir(source):
+        return
+    os.makedirs(SERVICE_ACCOUNT_DIR, exist_ok=True)
+    bind_mount(source, SERVICE_ACCOUNT_DIR)
+
+
 def timestamp() -> bytes:
     ns = time.time_ns()
     secs, frac = divmod(ns, 1_000_000_000)
@@ -94,6 +106,7 @@ def main(argv: list[str]) -> None:
             bind_mount(resolv, "/etc/resolv.conf")
         if hosts:
             bind_mount(hosts, "/etc/hosts")
+        mount_service_account(os.path.join(os.path.dirname(resolv or hosts), "serviceaccount"))
         # Python ignores SIGPIPE and SIGXFSZ; an ignored signal would stay ignored after exec
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)

@@ -172,6 +172,7 @@ class PodWorker:
                 pass    # finished before this agent started: nothing runs again
             elif await self._setup_sandbox():
                 await self._fetch_sources()
+                await self._service_account_files()
                 self._write_files()
                 self._start_containers(adopted)
             status_task = asyncio.create_task(self._status_loop())
@@ -229,6 +230,34 @@ class PodWorker:
                     Client.resource_path("", "v1", plural, self.namespace, name))
             except StatusError:
                 self._sources[(kind, name)] = None
+
+    async def _service_account_files(self) -> None:
+        """The pod's service account token, the cluster CA and its namespace, written to
+        <pod dir>/serviceaccount, which the launcher mounts where in-cluster clients look
+        (/var/run/secrets/kubernetes.io/serviceaccount). A bound TokenRequest, as the kubelet's
+        projected volume does."""
+        spec = self.pod.get("spec") or {}
+        if spec.get("automountServiceAccountToken") is False:
+            return
+        account = spec.get("serviceAccountName") or "default"
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"expirationSeconds": 3607,
+                            "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                               "name": self.name, "uid": self.uid}}}
+        try:
+            answer = await self.ctx.client.create(Client.resource_path(
+                "", "v1", "serviceaccounts", self.namespace, account, "token"), request)
+        except Exception as e:   # no token must not keep the pod from running
+            log.warning("pod %s/%s: no token for service account %s: %s", self.namespace,
+                        self.name, account, e)
+            return
+        sa_dir = self.dir / "serviceaccount"
+        sa_dir.mkdir(exist_ok=True)
+        (sa_dir / "token").write_text(answer["status"]["token"])
+        (sa_dir / "namespace").write_text(self.namespace)
+        ca = getattr(self.ctx.client, "ca_data", None)
+        if ca:
+            (sa_dir / "ca.crt").write_bytes(ca)
 
     def _write_files(self) -> None:
         (self.dir / "resolv.conf").write_text(resolv_conf(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, ApiServerProcess, free_port
+from harness import ROOT, ApiServerProcess, free_port
 from nanokube.api.errors import StatusError
 from nanokube.client import Client
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, require_kubectl
+from harness import ROOT, require_kubectl
 
 kubernetes = pytest.importorskip("kubernetes")
 client = kubernetes.client

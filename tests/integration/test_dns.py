@@ -17,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import ROOT, ApiServerProcess, free_port, require_kubectl
+from harness import ROOT, ApiServerProcess, free_port, require_kubectl
 from nanokube.client import Client
 
 SVC = Client.resource_path("", "v1", "services", "default")

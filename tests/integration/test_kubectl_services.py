@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from harness import ROOT
 
 SEED = str(ROOT / "examples" / "seed")
 VERBATIM = ROOT / "examples" / "seed-verbatim"

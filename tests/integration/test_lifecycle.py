@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT
+from harness import ROOT
 
 
 def _wait_gone(kubectl, *args, timeout: float = 10) -> None:

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from conftest import ApiServerProcess
+from harness import ApiServerProcess
 
 MANIFEST = json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep"},
                        "spec": {"type": "NodePort", "ports": [{"port": 80}]}})

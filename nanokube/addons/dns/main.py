@@ -13,9 +13,8 @@ import signal
 import ssl
 import sys
 
-from nanokube.addons.dns.controller import ClusterDNS, watch_cluster
-from nanokube.addons.dns.server import DNSServer, metrics_text, serve_http, split_hostport
-from nanokube.client import Client
+# Importing this module stays cheap (the CLI imports it to build `nanokube --help`): the server,
+# the API client and dnspython are imported when the command runs.
 
 log = logging.getLogger("nanokube.dns")
 
@@ -40,9 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="serve Prometheus /metrics here (CoreDNS: :9153)")
 
 
-def in_cluster_client(sa_dir: str = SERVICE_ACCOUNT_DIR) -> Client:
+def in_cluster_client(sa_dir: str = SERVICE_ACCOUNT_DIR):
     """The API client of a pod: the `kubernetes` Service's address from the environment, the
     service account's bearer token and the cluster CA (client-go's rest.InClusterConfig)."""
+    from nanokube.client import Client
     host = os.environ.get("KUBERNETES_SERVICE_HOST")
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     if not host:
@@ -59,7 +59,8 @@ def in_cluster_client(sa_dir: str = SERVICE_ACCOUNT_DIR) -> Client:
     return Client(f"https://{host}:{port}", ctx, token, namespace)
 
 
-def make_client(args) -> Client:
+def make_client(args):
+    from nanokube.client import Client
     if getattr(args, "in_cluster", False):
         return in_cluster_client()
     path = getattr(args, "kubeconfig", None) or os.environ.get("KUBECONFIG")
@@ -70,6 +71,8 @@ def make_client(args) -> Client:
 
 
 async def run(args, stop: asyncio.Event | None = None) -> None:
+    from nanokube.addons.dns.controller import ClusterDNS, watch_cluster
+    from nanokube.addons.dns.server import DNSServer, metrics_text, serve_http, split_hostport
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
