@@ -21,6 +21,13 @@ def _run(argv: list[str], env: dict, title: str = "") -> int:
     return subprocess.run(argv, env=env, cwd=ROOT).returncode
 
 
+def _lan(work: Path) -> str:
+    """The first three octets of the demo cluster's LAN (10.123.<k>)."""
+    import json
+    state = json.loads((work / NAME / "cluster.json").read_text())
+    return state["network"]["host_ip"].rsplit(".", 1)[0]
+
+
 def main() -> int:
     if shutil.which("kubectl") is None:
         print("kubectl is not installed; use `nanokube get` etc. instead", file=sys.stderr)
@@ -49,6 +56,22 @@ def main() -> int:
             _run(kubectl + ["create", "-f", str(f.relative_to(ROOT))], env,
                  f"the seed's text as written: {f.name}")
         _run(kubectl + ["describe", "service", "my-service"], env)
+        pod = subprocess.run(kubectl + ["get", "pods", "-l", "app=my-app", "-o",
+                                        "jsonpath={.items[0].metadata.name}"],
+                             env=env, capture_output=True, text=True).stdout.strip()
+        _run(nk + ["exec", pod, "--", "sh", "-c",
+                   "for i in 1 2 3 4 5 6; do curl -s http://my-service/hostname; echo; done"],
+             env, "inside a pod: the Service by name, balanced over the pods (nftables)")
+        lan = _lan(work)
+        for node_ip in (f"{lan}.11", f"{lan}.12"):
+            _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
+                       f"http://{node_ip}:32000/hostname"], env,
+                 f"from the outside host: NodePort 32000 on {node_ip}")
+            print()
+        _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
+                   "http://10.96.0.100/hostname"], env,
+             "from the outside host the ClusterIP does not answer")
+        _run(nk + ["rules", "--node", "node-1"], env, "the node's nftables ruleset")
     finally:
         _run(nk + ["down"], env, "leaves nothing behind")
         shutil.rmtree(work, ignore_errors=True)
