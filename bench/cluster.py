@@ -23,15 +23,25 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children that are not pods (MB)."""
+    """Resident memory of one process (MB), shared library pages counted in full."""
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:") / 1024
+
+
+def pss_mb(pid: int) -> float:
+    """Proportional set size (MB): pages shared between processes (the same Python and
+    libraries in every nanokube process) are split between them, so PSS adds up honestly."""
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:") / 1024
+
+
+def _proc_kb(path: str, key: str) -> int:
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
+                if line.startswith(key):
+                    return int(line.split()[1])
     except OSError:
         pass
-    return 0.0
+    return 0
 
 
 def main() -> None:
@@ -74,6 +84,7 @@ def main() -> None:
         pids = state["pids"]
         time.sleep(2)
         idle = {k: rss_mb(v) for k, v in pids.items()}
+        idle_pss = {k: pss_mb(v) for k, v in pids.items()}
         t1 = time.monotonic()
         items = [pod_manifest(i) for i in range(1, args.pods + 1)]
         kubectl("create", "-f", "-", input="---\n".join(yaml.safe_dump(i) for i in items))
@@ -82,21 +93,24 @@ def main() -> None:
         t_pods = time.monotonic() - t1
         time.sleep(2)
         loaded = {k: rss_mb(v) for k, v in pids.items()}
+        loaded_pss = {k: pss_mb(v) for k, v in pids.items()}
     finally:
         subprocess.run([sys.executable, "-m", "nanokube", "down", "--name", name], env=env,
                        cwd=ROOT)
-    cp = ["apiserver", "controller-manager"]
-    agent = "agent-node-1"
-    idle_total = sum(idle[k] for k in cp) + idle[agent]
-    loaded_total = sum(loaded[k] for k in cp) + loaded[agent]
+    parts = ["apiserver", "controller-manager", "agent-node-1"]
+
+    def total(d: dict) -> float:
+        return sum(d[k] for k in parts)
     print(f"\nnanokube cluster benchmark ({os.cpu_count()} cores)\n")
     print(f"up to a Ready 2-node cluster       {t_up:6.2f} s   target < 2 s "
           f"(kind ≈ 33 s: {33 / t_up:.0f}× faster; k3d ≈ 20 s: {20 / t_up:.0f}× faster)")
     print(f"up to the first Ready pod          {t_first:6.2f} s")
     print(f"{args.pods} pods created and Ready         {t_pods:6.2f} s")
-    print(f"RSS control plane + 1 agent, idle  {idle_total:6.1f} MB  target < 150 MB "
-          f"(k3s idles > 500 MB) {idle}")
-    print(f"  ... with {args.pods + 1} pods                {loaded_total:6.1f} MB {loaded}")
+    print(f"control plane + 1 agent, idle      RSS {total(idle):6.1f} MB, PSS "
+          f"{total(idle_pss):6.1f} MB   target < 150 MB (k3s idles > 500 MB)")
+    print(f"  ... with {args.pods + 1} pods running      RSS {total(loaded):6.1f} MB, PSS "
+          f"{total(loaded_pss):6.1f} MB")
+    print("  per process, idle RSS:", {k: round(v, 1) for k, v in idle.items()})
 
 
 if __name__ == "__main__":

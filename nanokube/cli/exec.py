@@ -30,6 +30,8 @@ def main(args) -> int:
     command = list(args.cmd)
     if command and command[0] == "--":
         command = command[1:]
+    if (args.outside or args.node) and args.pod:
+        command = [args.pod, *command]    # with no POD, the command's first word landed there
     if not command:
         print("error: a command is required after --", file=sys.stderr)
         return 1

@@ -8,6 +8,8 @@ and the agents recorded, by pid, then removes every namespace, link, route and f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -180,6 +182,17 @@ def _pick_index() -> int:
     raise RuntimeError("no free cluster index: too many clusters on this machine")
 
 
+@contextlib.contextmanager
+def _machine_lock():
+    """One lock for the whole machine (clusters of every NANOKUBE_HOME share its bridges)."""
+    with open("/run/nanokube.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def up(args) -> int:
     name = args.cluster_name
     if os.geteuid() != 0:
@@ -198,10 +211,12 @@ def up(args) -> int:
     print(f'Creating cluster "{name}" with {args.nodes} node(s) ...', flush=True)
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / "logs").mkdir(exist_ok=True)
-    net = network.plan(name, _pick_index(), args.nodes)
-    state = {"name": name, "network": net.to_dict(), "pids": {}}
+    state: dict = {"name": name, "pids": {}}
     try:
-        network.create(net)
+        with _machine_lock():   # two `up`s at once must not pick the same LAN
+            net = network.plan(name, _pick_index(), args.nodes)
+            state["network"] = net.to_dict()
+            network.create(net)
         _save(cdir, state)
         progress.step(f"network: LAN {net.lan_cidr} on bridge {net.bridge}, "
                       f"{len(net.nodes)} node namespace(s), outside host {net.outside_ip}")

@@ -68,6 +68,9 @@ class ElementIndex:
         return len(self.claims)
 
 
+PRECREATED_SHARED = 64   # endpoint counts whose shared chains every full sync makes
+
+
 class NftProxier:
     def __init__(self, node_name: str, node_ips: list[str], pod_cidr: str | None, cluster_cidr: str,
                  service_cidr: str, table: str = "nanokube", nft=None, *,
@@ -244,6 +247,8 @@ class NftProxier:
                 self._index.replace(key, {}, rules.elements)
                 self._shared |= rules.shared
                 self._count(rules, +1)
+        self._shared |= {f"{kind}-n{k}" for kind in ("cluster", "external", "nodeport")
+                         for k in range(1, PRECREATED_SHARED + 1)}
         tx = self._transaction()
         # add+delete+add: works whether or not the table exists, and swaps it in one commit
         tx.add_table()
@@ -289,12 +294,13 @@ class NftProxier:
             plans.append((key, self._rendered.get(key) or ServiceRules(),
                           render_service(ports, self.cluster_cidr), ports))
 
-        # 1. shared endpoint-count chains that did not exist yet
-        for name in sorted(set().union(*(new.shared for _, _, new, _ in plans)) - self._shared):
-            tx.add_chain(name)
-            for rule in shared_chain_rules(name, self.cluster_cidr):
-                tx.add_rule(name, rule)
-            self._shared.add(name)
+        # 1. shared endpoint-count chains that do not exist yet. nft 1.0.6 (Debian 12) cannot
+        # add a rule using the backends map in a later transaction than the map's ("conflicting
+        # protocols specified: ip vs. th"), so the full sync makes the chains for up to
+        # PRECREATED_SHARED endpoints, and a Service with more endpoints than that, the first of
+        # its size, costs one full sync.
+        if set().union(*(new.shared for _, _, new, _ in plans)) - self._shared:
+            return await self._full_sync()
         # 2. new per-Service maps and chains (all created before any rule refers to them)
         for _, old, new, _ in plans:
             for name, spec in new.maps.items():

@@ -67,7 +67,7 @@ async def test_full_sync_replaces_table_in_one_transaction():
         # the text is valid-looking nft: one element command per map
         text = nft.last.text()
         assert text.count("add element ip nanokube backends") == 1
-        assert p.ruleset().count("add chain ip nanokube cluster-n2") == 1
+        assert p.ruleset().splitlines().count("add chain ip nanokube cluster-n2") == 1
     finally:
         await p.stop()
 
