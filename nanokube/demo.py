@@ -68,10 +68,13 @@ def main() -> int:
                        f"http://{node_ip}:32000/hostname"], env,
                  f"from the outside host: NodePort 32000 on {node_ip}")
             print()
-        _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
-                   "http://10.96.0.100/hostname"], env,
-             "from the outside host the ClusterIP does not answer")
-        _run(nk + ["rules", "--node", "node-1"], env, "the node's nftables ruleset")
+        code = _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
+                          "http://10.96.0.100/hostname"], env,
+                    "from the outside host the ClusterIP does not answer")
+        print(f"(curl exit status {code}: no route to the service CIDR outside the cluster)")
+        rules = " ".join(nk + ["rules", "--node", "node-1"])
+        _run(["sh", "-c", f"{rules} | sed -n '/map service-ips/,/}}/p;/map backends /,/}}/p'"],
+             env, "node-1's nftables: one lookup map for every Service, one map of endpoints")
     finally:
         _run(nk + ["down"], env, "leaves nothing behind")
         shutil.rmtree(work, ignore_errors=True)
