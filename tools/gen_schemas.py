@@ -305,7 +305,8 @@ class Generator:
             self.assign(cls, META)
         for group, version, cls, _ in KINDS:
             self.add_kind(group, version, cls)
-        groups = sorted({(g, v) for g, v, _, _ in KINDS} | {("networking.k8s.io", "v1beta1")})
+        groups = sorted({(g, v) for g, v, _, _ in KINDS} | {("networking.k8s.io", "v1beta1"),
+                                                           (METALLB_GROUP, METALLB_VERSION)})
         for cls in META_KINDS:
             self.convert_type(cls)
             kind = short_name(cls)
@@ -316,6 +317,7 @@ class Generator:
             for g, v in groups:
                 self.kinds[f"{g}/{v}/{kind}"] = name
         add_ingress_v1beta1(self)
+        add_metallb(self)
         unused = (set(PATCH) | QUANTITY_FIELDS | MICRO_TIME_FIELDS) - self.used_tags
         assert not unused, f"patch tags for unknown fields: {unused}"
         return {"kinds": dict(sorted(self.kinds.items())), "special": SPECIAL,
@@ -398,6 +400,111 @@ def add_ingress_v1beta1(gen: Generator) -> None:
                                    "the namespace of the Ingress object.")}}
     for kind in ("Ingress", "IngressList"):
         gen.kinds[f"networking.k8s.io/v1beta1/{kind}"] = f"{pkg}.{kind}"
+    gen.kinds = dict(sorted(gen.kinds.items()))
+    gen.types = dict(sorted(gen.types.items()))
+
+
+METALLB_GROUP = "metallb.io"
+METALLB_VERSION = "v1beta1"
+
+
+def add_metallb(gen: Generator) -> None:
+    """metallb.io/v1beta1 IPAddressPool and L2Advertisement (MetalLB's CRDs, not in the client):
+    by hand, named as a CRD's published OpenAPI names them (reversed group)."""
+    pkg = "io.metallb.v1beta1"
+    selector = f"{META}.LabelSelector"
+
+    def scalar(t, d, fmt=""):
+        return {"k": "scalar", "t": t, "d": d, **({"f": fmt} if fmt else {})}
+
+    def strings(d):
+        return {"k": "list", "t": "string", "lt": "atomic", "d": d}
+
+    def selectors(d):
+        return {"k": "list", "t": selector, "lt": "atomic", "d": d}
+
+    def obj(t, d):
+        return {"k": "object", "t": t, "d": d}
+
+    def kind(name, description, spec_description, has_status_fields):
+        ingress = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
+        ingress_list = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
+        gen.types[f"{pkg}.{name}"] = {
+            "description": description, "gvk": [[METALLB_GROUP, METALLB_VERSION, name]],
+            "fields": {"apiVersion": ingress["apiVersion"], "kind": ingress["kind"],
+                       "metadata": ingress["metadata"],
+                       "spec": obj(f"{pkg}.{name}Spec", spec_description),
+                       "status": obj(f"{pkg}.{name}Status", f"{name}Status defines the "
+                                     f"observed state of {name}.")}}
+        gen.types[f"{pkg}.{name}List"] = {
+            "description": f"{name}List is a list of {name}.",
+            "gvk": [[METALLB_GROUP, METALLB_VERSION, f"{name}List"]], "required": ["items"],
+            "fields": {"apiVersion": ingress_list["apiVersion"], "kind": ingress_list["kind"],
+                       "metadata": ingress_list["metadata"],
+                       "items": {"k": "list", "t": f"{pkg}.{name}",
+                                 "d": f"List of {name.lower()}s."}}}
+        gen.types[f"{pkg}.{name}Status"] = {
+            "description": f"{name}Status defines the observed state of {name}.",
+            "fields": has_status_fields}
+        for k in (name, f"{name}List"):
+            gen.kinds[f"{METALLB_GROUP}/{METALLB_VERSION}/{k}"] = f"{pkg}.{k}"
+
+    counter = "IPAddressPoolStatus reports the number of assigned and available addresses."
+    kind("IPAddressPool", "IPAddressPool represents a pool of IP addresses that can be allocated "
+         "to LoadBalancer services.", "IPAddressPoolSpec defines the desired state of "
+         "IPAddressPool.",
+         {f"{state}IPv{v}": scalar("integer", counter, "int64")
+          for state in ("assigned", "available") for v in (4, 6)})
+    gen.types[f"{pkg}.IPAddressPoolSpec"] = {
+        "description": "IPAddressPoolSpec defines the desired state of IPAddressPool.",
+        "required": ["addresses"],
+        "fields": {
+            "addresses": strings("A list of IP address ranges over which MetalLB has authority. "
+                                 "You can list multiple ranges in a single pool, they will all "
+                                 "share the same settings. Each range can be either a CIDR "
+                                 "prefix, or an explicit start-end range of IPs."),
+            "autoAssign": scalar("boolean", "AutoAssign flag used to prevent MetallB from "
+                                 "automatic allocation for a pool."),
+            "avoidBuggyIPs": scalar("boolean", "AvoidBuggyIPs prevents addresses ending with "
+                                    ".0 and .255 to be used by a pool."),
+            "serviceAllocation": obj(f"{pkg}.ServiceAllocation", "AllocateTo makes ip pool "
+                                     "allocation to specific namespace and/or service. The "
+                                     "controller will use the pool with lowest value of "
+                                     "priority in case of multiple matches. A pool with no "
+                                     "priority set will be used only if the pools with "
+                                     "priority can't be used.")}}
+    gen.types[f"{pkg}.ServiceAllocation"] = {
+        "description": "ServiceAllocation defines ip pool allocation to namespace and services.",
+        "fields": {
+            "priority": scalar("integer", "Priority priority given for ip pool while ip "
+                               "allocation on a service."),
+            "namespaces": strings("Namespaces list of namespace(s) on which ip pool can be "
+                                  "attached."),
+            "namespaceSelectors": selectors("NamespaceSelectors list of label selectors to "
+                                            "select namespace(s) for ip pool, an alternative "
+                                            "to using namespace list."),
+            "serviceSelectors": selectors("ServiceSelectors list of label selector to select "
+                                          "service(s) for which ip pool can be used for ip "
+                                          "allocation.")}}
+    kind("L2Advertisement", "L2Advertisement allows to advertise the LoadBalancer IPs provided "
+         "by the selected pools via L2.", "L2AdvertisementSpec defines the desired state of "
+         "L2Advertisement.", {})
+    gen.types[f"{pkg}.L2AdvertisementSpec"] = {
+        "description": "L2AdvertisementSpec defines the desired state of L2Advertisement.",
+        "fields": {
+            "ipAddressPools": strings("The list of IPAddressPools to advertise via this "
+                                      "advertisement, selected by name."),
+            "ipAddressPoolSelectors": selectors("A selector for the IPAddressPools which would "
+                                                "get advertised via this advertisement. If no "
+                                                "IPAddressPool is selected by this or by the "
+                                                "list, the advertisement is applied to all the "
+                                                "IPAddressPools."),
+            "nodeSelectors": selectors("NodeSelectors allows to limit the nodes to announce as "
+                                       "next hops for the LoadBalancer IP. When empty, all the "
+                                       "nodes having  are announced as next hops."),
+            "interfaces": strings("A list of interfaces to announce from. The LB IP will be "
+                                  "announced only from these interfaces. If the field is not "
+                                  "set, we advertise from all the interfaces on the host.")}}
     gen.kinds = dict(sorted(gen.kinds.items()))
     gen.types = dict(sorted(gen.types.items()))
 

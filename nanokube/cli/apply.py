@@ -6,30 +6,16 @@ strategic merge patch of (last applied, file, live), and nothing is sent when th
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import sys
 
 from nanokube.api.errors import StatusError
+from nanokube.api.patch import LAST_APPLIED, with_last_applied
 from nanokube.cli.errors import CLIError, add_source, format_errors
 from nanokube.cli.printers import api_group, go_json, kind_string
 
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 FIELD_MANAGER = "kubectl-client-side-apply"
 MAX_PATCH_RETRY = 5
-
-
-def with_last_applied(obj: dict) -> dict:
-    """GetModifiedConfiguration: the object carrying, as its annotation, its own compact JSON
-    (encoded with that annotation removed and `annotations` present, even if empty)."""
-    obj = copy.deepcopy(obj)
-    meta = obj.setdefault("metadata", {})
-    annotations = dict(meta.get("annotations") or {})
-    annotations.pop(LAST_APPLIED, None)
-    meta["annotations"] = annotations
-    encoded = go_json(obj) + "\n"
-    meta["annotations"] = {**annotations, LAST_APPLIED: encoded}
-    return obj
 
 
 def last_applied(live: dict) -> dict | None:

@@ -25,6 +25,7 @@ from nanokube.api.errors import StatusError
 from nanokube.client import Client
 from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
+from nanokube.node.announcer import Announcer
 from nanokube.node.logserver import ContainerLog, LogServer
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
                                     read_text, routes_to_others)
@@ -66,6 +67,9 @@ class NodeAgent:
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr,
                                   node_eligible=self._node_eligible) if proxy else None
+        # LoadBalancer addresses are announced (ARP) only where the proxier can DNAT them
+        self.announcer = Announcer(client, node_name, self.nodes, self.services,
+                                   self.proxy.slices) if proxy else None
         self._routes: dict[str, str] | None = None
         self._pod_cidr: str | None = None
         self._routes_changed = asyncio.Event()
@@ -89,6 +93,7 @@ class NodeAgent:
         if self.proxy is not None:
             spawn(self.proxy.run())
             spawn(self.service_route())
+            spawn(self.announcer.run())
         try:
             await asyncio.gather(*self._tasks)
         finally:

@@ -32,4 +32,8 @@ def default_registry(config: ServerConfig | None = None) -> Registry:
     config = config or ServerConfig()
     classes = strategy_classes()
     classes.insert(3, ServiceStrategy)
+    # MetalLB's configuration kinds, served as built-ins (metallb.io/v1beta1)
+    from nanokube.registry.ipaddresspool import IPAddressPoolStrategy
+    from nanokube.registry.l2advertisement import L2AdvertisementStrategy
+    classes += [IPAddressPoolStrategy, L2AdvertisementStrategy]
     return Registry([cls(config) for cls in classes])

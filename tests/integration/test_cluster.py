@@ -42,6 +42,7 @@ def service(name: str) -> str:
 class Cluster:
     def __init__(self, tmp: Path):
         self.name = f"t{os.getpid() % 100000}"
+        tmp.mkdir(parents=True, exist_ok=True)
         self.env = dict(os.environ, NANOKUBE_HOME=str(tmp / "home"), HOME=str(tmp))
 
     def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
@@ -177,3 +178,24 @@ def test_restart_readiness_and_delete(cluster):
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     uid = pod["metadata"]["uid"].replace("-", "")[:12]
     assert f"nk-{c.name}-{uid}" not in netns
+
+
+def test_two_clusters_side_by_side(tmp_path):
+    """Two clusters with different names get different LANs, work at once, and go cleanly."""
+    a, b = Cluster(tmp_path / "a"), Cluster(tmp_path / "b")
+    a.name, b.name = f"{a.name}a", f"{b.name}b"
+    try:
+        for c in (a, b):
+            c.nk("up", "--nodes", "1")
+        lans = [json.loads((Path(c.env["NANOKUBE_HOME"]) / c.name / "cluster.json").read_text())
+                ["network"]["lan_cidr"] for c in (a, b)]
+        assert lans[0] != lans[1]
+        for c in (a, b):
+            assert len(c.get("nodes")["items"]) == 1
+            status = c.nk("status").stdout
+            assert "NOT RUNNING" not in status
+    finally:
+        for c in (a, b):
+            c.nk("down", check=False)
+    for c in (a, b):
+        assert leftovers(c.name) == []
