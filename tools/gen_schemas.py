@@ -426,14 +426,15 @@ def add_metallb(gen: Generator) -> None:
     def obj(t, d):
         return {"k": "object", "t": t, "d": d}
 
-    def kind(name, description, spec_description, has_status_fields):
+    def kind(name, description, has_status_fields):
         ingress = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
         ingress_list = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
         gen.types[f"{pkg}.{name}"] = {
             "description": description, "gvk": [[METALLB_GROUP, METALLB_VERSION, name]],
             "fields": {"apiVersion": ingress["apiVersion"], "kind": ingress["kind"],
                        "metadata": ingress["metadata"],
-                       "spec": obj(f"{pkg}.{name}Spec", spec_description),
+                       "spec": obj(f"{pkg}.{name}Spec", f"Spec is the desired state of the "
+                                   f"{name}."),
                        "status": obj(f"{pkg}.{name}Status", f"{name}Status defines the "
                                      f"observed state of {name}.")}}
         gen.types[f"{pkg}.{name}List"] = {
@@ -451,8 +452,7 @@ def add_metallb(gen: Generator) -> None:
 
     counter = "IPAddressPoolStatus reports the number of assigned and available addresses."
     kind("IPAddressPool", "IPAddressPool represents a pool of IP addresses that can be allocated "
-         "to LoadBalancer services.", "IPAddressPoolSpec defines the desired state of "
-         "IPAddressPool.",
+         "to LoadBalancer services.",
          {f"{state}IPv{v}": scalar("integer", counter, "int64")
           for state in ("assigned", "available") for v in (4, 6)})
     gen.types[f"{pkg}.IPAddressPoolSpec"] = {
@@ -487,8 +487,7 @@ def add_metallb(gen: Generator) -> None:
                                           "service(s) for which ip pool can be used for ip "
                                           "allocation.")}}
     kind("L2Advertisement", "L2Advertisement allows to advertise the LoadBalancer IPs provided "
-         "by the selected pools via L2.", "L2AdvertisementSpec defines the desired state of "
-         "L2Advertisement.", {})
+         "by the selected pools via L2.", {})
     gen.types[f"{pkg}.L2AdvertisementSpec"] = {
         "description": "L2AdvertisementSpec defines the desired state of L2Advertisement.",
         "fields": {

@@ -448,7 +448,14 @@ def _decode(data: bytes, content_type: str | None) -> tuple[object, list[str]]:
     check_body_size(data)
     mt = media_type(content_type)
     if "protobuf" in mt:
-        raise E.unsupported_media_type(mt)
+        # typed client-go clients (kubectl create ...) send Kubernetes protobuf
+        from nanokube.api import protobuf
+        try:
+            return protobuf.decode_object(data), []
+        except protobuf.UnsupportedKind:
+            raise E.unsupported_media_type(mt) from None
+        except protobuf.ProtobufError as e:
+            raise _BodyError(str(e), False) from None
     if _is_json_type(mt) and not _is_yaml_type(mt):
         return _decode_json(data)
     # YAML, or an unknown/missing type: JSON is valid YAML, and the JSON decoder is much faster

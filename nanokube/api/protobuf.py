@@ -281,6 +281,14 @@ TYPES: dict[str, dict[int, Field]] = {
     "IngressLoadBalancerIngress": {1: _f("ip"), 2: _f("hostname"),
                                    4: _msg("ports", "IngressPortStatus", rep=True)},
     "IngressPortStatus": {1: _f("port", "int"), 2: _f("protocol"), 3: _f("error", ptr=True)},
+    # --- TokenRequest (authentication.k8s.io/v1; `kubectl create token`) ---
+    "TokenRequest": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "TokenRequestSpec"),
+                     3: _msg("status", "TokenRequestStatus")},
+    "TokenRequestSpec": {1: _f("audiences", rep=True),
+                         3: _msg("boundObjectRef", "BoundObjectReference", ptr=True),
+                         4: _f("expirationSeconds", "int", ptr=True)},
+    "BoundObjectReference": {1: _f("kind"), 2: _f("apiVersion"), 3: _f("name"), 4: _f("uid")},
+    "TokenRequestStatus": {1: _f("token"), 2: _f("expirationTimestamp", "time")},
 }
 
 # (apiVersion, kind) -> the table of the top-level message
@@ -292,6 +300,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ServiceAccount"): "ServiceAccount",
     ("apps/v1", "Deployment"): "Deployment",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
+    ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
 }
 
 
@@ -302,12 +311,14 @@ _ZERO = ("", 0, False)
 
 def _time(data: bytes) -> str | None:
     """metav1.Time is Timestamp{seconds(1), nanos(2)}; JSON shows whole seconds (RFC 3339)."""
-    seconds = 0
+    seconds = nanos = 0
     for number, wire, value in iter_fields(data):
         if number == 1 and wire == VARINT:
             seconds = _signed(value)
-    if seconds == 0 and not data:
-        return None  # the zero time, which Go's JSON shows as null
+        elif number == 2 and wire == VARINT:
+            nanos = value
+    if seconds == 0 and nanos == 0:
+        return None  # metav1.Time's zero value, which Go's JSON shows as null
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 

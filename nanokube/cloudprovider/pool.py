@@ -193,7 +193,7 @@ class PoolAllocator:
         return True
 
     def conflict(self, key: str, alloc: Allocation) -> str | None:
-        for other_key in sorted(self.users.get(alloc.ip, ()) - {key}):
+        for other_key in sorted(self.users.get(alloc.ip, set()) - {key}):
             why = sharing_conflict(alloc, self.allocations[other_key], other_key)
             if why:
                 return why

@@ -136,6 +136,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
+    from nanokube.controllers.loadbalancer import LoadBalancerController
     from nanokube.controllers.nodeipam import NodeIpamController
     from nanokube.controllers.nodelifecycle import NodeLifecycleController
     from nanokube.controllers.replicaset import ReplicaSetController
@@ -151,6 +152,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         ReplicaSetController(client, informers),
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
+        LoadBalancerController(client, informers),
     ]
 
 

@@ -63,7 +63,7 @@ HOSTILE = [
                                   "spec": {"ports": [{"port": "eighty"}]}}).encode(),
      "application/json", None),
     ("binary garbage", bytes(range(256)) * 10, "application/json", 400),
-    ("protobuf", b"k8s\x00\x0a", "application/vnd.kubernetes.protobuf", 415),
+    ("cut-off protobuf", b"k8s\x00\x0a", "application/vnd.kubernetes.protobuf", 400),
 ]
 
 
