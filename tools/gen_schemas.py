@@ -500,7 +500,7 @@ def add_metallb(gen: Generator) -> None:
                                                 "IPAddressPools."),
             "nodeSelectors": selectors("NodeSelectors allows to limit the nodes to announce as "
                                        "next hops for the LoadBalancer IP. When empty, all the "
-                                       "nodes having  are announced as next hops."),
+                                       "nodes are announced as next hops."),
             "interfaces": strings("A list of interfaces to announce from. The LB IP will be "
                                   "announced only from these interfaces. If the field is not "
                                   "set, we advertise from all the interfaces on the host.")}}

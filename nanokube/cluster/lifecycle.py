@@ -227,7 +227,7 @@ def up(args) -> int:
                       f"https://127.0.0.1:{local_port(net.index)}")
         asyncio.run(_wait_nodes_ready(cdir / "kubeconfig", len(net.nodes), 30))
         progress.step(f"{len(net.nodes)} node(s) Ready")
-        addons = asyncio.run(_apply_addons(cdir / "kubeconfig"))
+        addons = asyncio.run(_apply_addons(cdir / "kubeconfig", net.lb_pool))
         progress.step(f"addons: {', '.join(addons)}")
     except BaseException as exc:
         print(f"error: {exc}; cleaning up", file=sys.stderr)
@@ -274,22 +274,37 @@ def _wait_file(path: Path, pid: int, timeout: float = 20) -> None:
 
 
 ADDONS = Path(__file__).resolve().parents[1] / "addons" / "manifests"
-_PATHS = {"ServiceAccount": ("", "v1", "serviceaccounts"), "Service": ("", "v1", "services"),
+_PATHS = {"Namespace": ("", "v1", "namespaces"),
+          "IPAddressPool": ("metallb.io", "v1beta1", "ipaddresspools"),
+          "L2Advertisement": ("metallb.io", "v1beta1", "l2advertisements"),
+          "ServiceAccount": ("", "v1", "serviceaccounts"), "Service": ("", "v1", "services"),
           "Deployment": ("apps", "v1", "deployments"), "ConfigMap": ("", "v1", "configmaps"),
           "IngressClass": ("networking.k8s.io", "v1", "ingressclasses")}
 
 
-async def _apply_addons(kubeconfig: Path) -> list[str]:
-    """Create the addons' objects (cluster DNS, ...) as `kubectl create` would; they run as
-    ordinary pods, started while `up` returns."""
+def default_pool(lb_pool: str) -> list[dict]:
+    """The cluster's default LoadBalancer addresses, as a MetalLB configuration: a pool inside
+    the LAN's subnet and its L2 advertisement (edit or replace them like MetalLB's)."""
+    return [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metallb-system"}},
+            {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+             "metadata": {"name": "default", "namespace": "metallb-system"},
+             "spec": {"addresses": [lb_pool]}},
+            {"apiVersion": "metallb.io/v1beta1", "kind": "L2Advertisement",
+             "metadata": {"name": "default", "namespace": "metallb-system"},
+             "spec": {"ipAddressPools": ["default"]}}]
+
+
+async def _apply_addons(kubeconfig: Path, lb_pool: str) -> list[str]:
+    """Create the addons' objects (the default address pool, cluster DNS, ...) as `kubectl
+    create` would; the addons run as ordinary pods, started while `up` returns."""
     from nanokube.api.errors import StatusError
     from nanokube.client import Client
-    made = []
+    sets = [("address-pool", default_pool(lb_pool))]
+    for manifest in sorted(ADDONS.glob("*.yaml")):
+        sets.append((manifest.stem, [o for o in yaml.safe_load_all(manifest.read_text()) if o]))
     async with Client.from_kubeconfig(str(kubeconfig)) as client:
-        for manifest in sorted(ADDONS.glob("*.yaml")):
-            for obj in yaml.safe_load_all(manifest.read_text()):
-                if not obj:
-                    continue
+        for _, objects in sets:
+            for obj in objects:
                 group, version, plural = _PATHS[obj["kind"]]
                 ns = obj["metadata"].get("namespace")
                 try:
@@ -297,8 +312,7 @@ async def _apply_addons(kubeconfig: Path) -> list[str]:
                 except StatusError as e:
                     if e.code != 409:
                         raise
-            made.append(manifest.stem)
-    return made
+    return [name for name, _ in sets]
 
 
 def _save(cdir: Path, state: dict) -> None:

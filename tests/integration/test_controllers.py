@@ -199,9 +199,12 @@ def test_deployments_endpointslices_and_nodes(cluster, kubectl):
     require_kubectl()
     kubelets, core, apps, disc = cluster
     # node IPAM: a /24 each, the first one kept free
-    cidrs = wait_for("pod CIDRs", lambda: sorted(n.spec.pod_cidr or "" for n in
-                                                 core.list_node().items) if all(
-        n.spec.pod_cidr for n in core.list_node().items) else None)
+    def pod_cidrs():
+        nodes = core.list_node().items
+        if len(nodes) == len(NODES) and all(n.spec and n.spec.pod_cidr for n in nodes):
+            return sorted(n.spec.pod_cidr for n in nodes)
+        return None    # the fake kubelets may not have registered every Node yet
+    cidrs = wait_for("pod CIDRs", pod_cidrs)
     assert cidrs == ["10.244.1.0/24", "10.244.2.0/24"]
 
     core.create_namespaced_service("default", SERVICE)

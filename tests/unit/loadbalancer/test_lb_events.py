@@ -67,3 +67,19 @@ def test_errors_are_swallowed():
         assert await EventRecorder(Broken(), "x").event(SERVICE, WARNING, "R", "m") is None
 
     asyncio.run(go())
+
+
+def test_which_services_the_controller_serves():
+    from nanokube.controllers.loadbalancer import wants_load_balancer
+
+    def s(**spec):
+        return {"metadata": {"name": "x"}, "spec": spec}
+
+    assert wants_load_balancer(s(type="LoadBalancer"))
+    assert wants_load_balancer(s(type="LoadBalancer", loadBalancerClass="nanokube.io/pool"))
+    assert not wants_load_balancer(s(type="LoadBalancer", loadBalancerClass="example.com/lb"))
+    assert not wants_load_balancer(s(type="ClusterIP"))
+    assert not wants_load_balancer(None)
+    deleting = s(type="LoadBalancer")
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    assert not wants_load_balancer(deleting)

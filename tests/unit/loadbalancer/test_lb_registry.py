@@ -35,7 +35,8 @@ def test_registered_as_metallb_kinds():
 
 def test_schemas_know_the_kinds():
     schemas = load_schemas()
-    assert schemas["kinds"]["metallb.io/v1beta1/IPAddressPool"] == "io.metallb.v1beta1.IPAddressPool"
+    assert schemas["kinds"]["metallb.io/v1beta1/IPAddressPool"] == \
+        "io.metallb.v1beta1.IPAddressPool"
     spec = schemas["types"]["io.metallb.v1beta1.IPAddressPoolSpec"]["fields"]
     assert set(spec) == {"addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation"}
     l2 = schemas["types"]["io.metallb.v1beta1.L2AdvertisementSpec"]["fields"]
