@@ -18,6 +18,8 @@ def subresources(s: Strategy) -> list[tuple[str, dict, list[str]]]:
     if (s.group, s.plural) == ("", "pods"):
         out.append(("binding", {"group": "", "version": "v1", "kind": "Binding"}, ["create"]))
         out.append(("log", {"group": "", "version": "v1", "kind": "Pod"}, ["get"]))
+        out.append(("exec", {"group": "", "version": "v1", "kind": "PodExecOptions"},
+                    ["create", "get"]))
     if (s.group, s.plural) == ("", "serviceaccounts"):
         out.append(("token", {"group": "authentication.k8s.io", "version": "v1",
                               "kind": "TokenRequest"}, ["create"]))

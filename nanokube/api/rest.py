@@ -20,6 +20,7 @@ from nanokube.api import errors as E
 from nanokube.api import selectors as sel
 from nanokube.api import subresources
 from nanokube.api.decode import decode_object
+from nanokube.api.exec import exec_
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.tables import table
 from nanokube.registry.base import Strategy
@@ -296,6 +297,9 @@ class ApiHandler:
                 raise E.method_not_allowed(request.method, "pods/log")
             nodes = self.api.storages[("", "nodes")]
             return await subresources.logs(request, storage, nodes, route.namespace, route.name)
+        if sub == "exec":
+            nodes = self.api.storages[("", "nodes")]
+            return await exec_(request, storage, nodes, route.namespace, route.name)
         body = await self._read_body(request) if request.method != "GET" else b""
         return await subresources.scale(request, storage, route.namespace, route.name, body)
 

@@ -17,7 +17,7 @@ SCALABLE = {("apps", "deployments"), ("apps", "replicasets")}
 
 
 def supports(group: str, plural: str, sub: str) -> bool:
-    if sub in ("binding", "log"):
+    if sub in ("binding", "log", "exec"):
         return (group, plural) == ("", "pods")
     if sub == "scale":
         return (group, plural) in SCALABLE

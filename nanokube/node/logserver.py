@@ -5,7 +5,8 @@
         &limitBytes=N
 
 The API server proxies `pods/NAME/log` here. With follow, the answer streams until the
-container instance ends (or is replaced by a restart).
+container instance ends (or is replaced by a restart). `pods/NAME/exec` goes to /exec
+(execserver.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Callable
 
 from aiohttp import web
 
+from nanokube.node.execserver import ExecServer, api_server_address, pid_from_state
 from nanokube.node.logs import LogParser, parse_since_time, render, select_lines, timestamp_of
 
 FOLLOW_POLL = 0.1
@@ -57,6 +59,7 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         app.router.add_get("/healthz", self.healthz)
+        ExecServer(pid_from_state(self.finder), api_server_address(self.host)).add_routes(app)
         return app
 
     async def start(self) -> None:
