@@ -45,10 +45,17 @@ def main() -> int:
             return 1
         _run(kubectl + ["get", "nodes", "-o", "wide"], env)
         _run(kubectl + ["apply", "-f", "examples/apps/my-app.yaml"], env, "echo servers")
+        lan = _lan(work)
+        if lan != "10.123.0":   # another cluster holds 10.123.0.0/24: ask for our pool's address
+            subprocess.run(["sh", "-c", "sed 's/10.123.0.200/" + lan + ".200/' "
+                            "examples/seed/loadbalancer-service.yaml | kubectl apply -f -"],
+                           env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         _run(kubectl + ["apply", "-f", "examples/seed/"], env, "the seed's manifests, completed")
         _run(kubectl + ["rollout", "status", "deployment/my-app", "--timeout=60s"], env)
         _run(kubectl + ["get", "pods", "-o", "wide"], env, "pods are processes with own IPs")
         _run(kubectl + ["get", "endpointslices"], env, "the Services' ready endpoints")
+        _run(kubectl + ["get", "ipaddresspools,l2advertisements", "-n", "metallb-system"], env,
+             "the default address pool, made by `up`")
         _run(kubectl + ["get", "services"], env,
              "cluster IPs from 10.96.0.0/12, node ports from 30000-32767")
         _run(kubectl + ["apply", "-f", "examples/seed/"], env, "applying again changes nothing")
@@ -62,7 +69,6 @@ def main() -> int:
         _run(nk + ["exec", pod, "--", "sh", "-c",
                    "for i in 1 2 3 4 5 6; do curl -s http://my-service/hostname; echo; done"],
              env, "inside a pod: the Service by name, balanced over the pods (nftables)")
-        lan = _lan(work)
         for node_ip in (f"{lan}.11", f"{lan}.12"):
             _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
                        f"http://{node_ip}:32000/hostname"], env,
@@ -72,6 +78,18 @@ def main() -> int:
                           "http://10.96.0.100/hostname"], env,
                     "from the outside host the ClusterIP does not answer")
         print(f"(curl exit status {code}: no route to the service CIDR outside the cluster)")
+        _run(kubectl + ["get", "service", "my-loadbalancer-service"], env,
+             "LoadBalancer: an EXTERNAL-IP from the cluster's address pool (MetalLB's kinds)")
+        lb_ip = subprocess.run(kubectl + ["get", "service", "my-loadbalancer-service", "-o",
+                                          "jsonpath={.status.loadBalancer.ingress[0].ip}"],
+                               env=env, capture_output=True, text=True).stdout.strip()
+        if lb_ip:
+            _run(nk + ["exec", "--outside", "--", "curl", "-s", "-m", "2",
+                       f"http://{lb_ip}/hostname"], env,
+                 "from the outside host, through the address one node announces (ARP)")
+            print()
+        else:
+            _run(kubectl + ["describe", "service", "my-loadbalancer-service"], env)
         rules = " ".join(nk + ["rules", "--node", "node-1"])
         _run(["sh", "-c", f"{rules} | sed -n '/map service-ips/,/}}/p;/map backends /,/}}/p'"],
              env, "node-1's nftables: one lookup map for every Service, one map of endpoints")

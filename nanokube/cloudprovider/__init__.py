@@ -9,6 +9,15 @@ that cannot serve a Service raises `LoadBalancerError` with a message for the Se
 from __future__ import annotations
 
 
+# The class of the built-in pool provider; Services without a class are ours too (the default).
+LOAD_BALANCER_CLASS = "nanokube.io/pool"
+
+
+def is_our_class(service: dict) -> bool:
+    cls = (service.get("spec") or {}).get("loadBalancerClass")
+    return cls is None or cls == LOAD_BALANCER_CLASS
+
+
 class LoadBalancerError(Exception):
     """The load balancer cannot be provided; str(error) says why (goes into an Event)."""
 

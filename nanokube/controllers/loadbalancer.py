@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from nanokube.cloudprovider import LoadBalancer, LoadBalancerError
+from nanokube.cloudprovider import LoadBalancer, LoadBalancerError, is_our_class
 from nanokube.cloudprovider.pool import ALLOCATED_FROM_POOL, PREFIXES, PoolProvider
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key, split_key
@@ -23,14 +23,8 @@ from nanokube.controllers.manager import Controller
 
 log = logging.getLogger("nanokube.loadbalancer")
 
-LOAD_BALANCER_CLASS = "nanokube.io/pool"
 COMPONENT = "service-controller"
 CLUSTER_NAME = "nanokube"
-
-
-def is_our_class(service: dict) -> bool:
-    cls = (service.get("spec") or {}).get("loadBalancerClass")
-    return cls is None or cls == LOAD_BALANCER_CLASS
 
 
 def wants_load_balancer(service: dict | None) -> bool:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
+from nanokube.cloudprovider import is_our_class
 from nanokube.controllers.informer import Informer
 
 log = logging.getLogger("nanokube.node.announcer")
@@ -157,7 +158,7 @@ def live_nodes(nodes: Iterable[dict], leases: dict[str, dict], now: float,
 def announced_ips(service: dict) -> list[str]:
     """The IPv4 addresses a Service asks us to announce."""
     spec = service.get("spec") or {}
-    if spec.get("type") != "LoadBalancer" or spec.get("loadBalancerClass"):
+    if spec.get("type") != "LoadBalancer" or not is_our_class(service):
         return []       # another load balancer implementation's Service
     out = []
     for ingress in ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []:

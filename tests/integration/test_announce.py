@@ -50,7 +50,7 @@ def ensure_status(c: Cluster, name: str, ip: str) -> None:
     """Give the Service its address: a LoadBalancer controller (if one runs) honours
     loadBalancerIP; otherwise write the status as one would."""
     try:
-        wait_for("a controller", lambda: ingress_ips(c, name), timeout=1.0)
+        wait_for("a controller", lambda: ingress_ips(c, name), timeout=2.0)
     except AssertionError:
         status = {"status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}}}
         c.kubectl("patch", "service", name, "--subresource=status", "--type=merge",
@@ -220,3 +220,29 @@ def test_deleting_the_service_withdraws_the_address(cluster):
     time.sleep(1)
     assert http(c, ip, timeout=1)[0].startswith("error")
     assert neigh_mac(c, ip) is None
+
+
+def test_local_policy_announces_from_a_node_with_an_endpoint(cluster):
+    c = cluster
+    ip = lb_ip(c, 202)
+    loser = next(n for n in NODES if n != elect(NODES, ip))   # Cluster policy would pick the other
+    c.kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "local-app"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "local-app"}},
+                 "template": {"metadata": {"labels": {"app": "local-app"}}, "spec": {
+                     "nodeSelector": {"kubernetes.io/hostname": loser},
+                     "containers": [{"name": "agnhost",
+                                     "image": "registry.k8s.io/e2e-test-images/agnhost:2.47",
+                                     "args": ["netexec", "--http-port=80", "--udp-port=80"]}]}}}}))
+    c.kubectl("rollout", "status", "deployment/local-app", "--timeout=60s")
+    svc = lb_service("lb-local", ip, externalTrafficPolicy="Local")
+    svc["spec"]["selector"] = {"app": "local-app"}
+    c.kubectl("apply", "-f", "-", input=json.dumps(svc))
+    wait_for("a ready endpoint", lambda: len(endpoint_names(c, "lb-local")) == 1)
+    ensure_status(c, "lb-local", ip)
+    answers = wait_for("an answer", lambda: [a for a in http(c, ip, timeout=1)
+                                             if not a.startswith("error")], timeout=10)
+    assert answers[0].startswith("local-app-")
+    assert neigh_mac(c, ip) == node_mac(c, loser)
+    c.kubectl("delete", "service", "lb-local")
+    c.kubectl("delete", "deployment", "local-app")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from harness import ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"),
                                 reason="needs root (network namespaces) and nft")
@@ -264,6 +264,22 @@ def test_clusterip_balanced_from_pods_on_both_nodes(cluster):
     # the node itself (host network) reaches it too, through the service route on cni0
     answers = c.from_netns("node-1", "http", f"http://{CLUSTER_IP}/hostname", str(20 * n), "3")
     assert set(answers) == names
+
+
+def test_clusterip_by_name_through_cluster_dns(cluster):
+    """`curl http://my-service` from a pod: the name through the kube-dns addon (search path
+    default.svc.cluster.local), the traffic through the Service's rules."""
+    c = cluster
+    wait_for("cluster DNS ready", lambda: any(
+        x["type"] == "Ready" and x["status"] == "True"
+        for p in c.get("pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
+        for x in p["status"].get("conditions", [])), timeout=30)
+    names = endpoint_names(c)
+    for node in ("node-1", "node-2"):
+        client = pod_on(c, node)
+        answers = c.from_pod(client, "http", "http://my-service/hostname",
+                             str(20 * len(names)), "3")
+        assert set(answers) == names, f"from {client} on {node}: {answers}"
 
 
 def test_nodeport_from_outside_on_every_node_ip_clusterip_not(cluster):
