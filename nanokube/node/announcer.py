@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
+from nanokube.api.selectors import from_label_selector_object
 from nanokube.cloudprovider import is_our_class
 from nanokube.controllers.informer import Informer
 
@@ -184,9 +185,44 @@ def ready_endpoint_nodes(slices: Iterable[dict]) -> tuple[bool, set[str]]:
     return any_ready, nodes
 
 
-def owners(services: Iterable[dict], slices_of, alive: set[str]) -> dict[str, str]:
+POOL_ANNOTATION = "metallb.io/ip-allocated-from-pool"
+
+
+def _selected(selectors: list[dict] | None, labels: dict) -> bool:
+    """Any of MetalLB's selector lists matches (an empty list selects everything)."""
+    if not selectors:
+        return True
+    return any(from_label_selector_object(sel).matches(labels or {}) for sel in selectors)
+
+
+def advertised_nodes(svc: dict, pools: list[dict], advertisements: list[dict],
+                     nodes: list[dict]) -> set[str] | None:
+    """The nodes allowed to announce the Service's address by the L2Advertisements of its
+    pool (their nodeSelectors); None: any node (an address no pool allocated). As in MetalLB,
+    a pool that no L2Advertisement covers is not announced at all."""
+    pool_name = ((svc.get("metadata") or {}).get("annotations") or {}).get(POOL_ANNOTATION)
+    pool = next((p for p in pools if p["metadata"]["name"] == pool_name), None)
+    if pool is None:
+        return None
+    allowed: set[str] = set()
+    for ad in advertisements:
+        spec = ad.get("spec") or {}
+        names = spec.get("ipAddressPools") or []
+        pool_selectors = spec.get("ipAddressPoolSelectors") or []
+        if names or pool_selectors:
+            covers = pool_name in names or (pool_selectors and _selected(
+                pool_selectors, pool["metadata"].get("labels") or {}))
+            if not covers:
+                continue
+        allowed |= {n["metadata"]["name"] for n in nodes
+                    if _selected(spec.get("nodeSelectors"), n["metadata"].get("labels") or {})}
+    return allowed
+
+
+def owners(services: Iterable[dict], slices_of, alive: set[str],
+           allowed_for=lambda svc: None) -> dict[str, str]:
     """ip -> announcing node, for every announceable address. `slices_of(namespace, name)` gives
-    the Service's EndpointSlices."""
+    the Service's EndpointSlices; `allowed_for(svc)` the nodes its advertisements allow."""
     result: dict[str, str] = {}
     for svc in services:
         ips = announced_ips(svc)
@@ -197,6 +233,9 @@ def owners(services: Iterable[dict], slices_of, alive: set[str]) -> dict[str, st
         if not any_ready:
             continue
         candidates = alive
+        allowed = allowed_for(svc)
+        if allowed is not None:
+            candidates = candidates & allowed
         if (svc.get("spec") or {}).get("externalTrafficPolicy") == "Local":
             candidates = alive & local
         for ip in ips:
@@ -220,6 +259,8 @@ class Announcer:
         self.services = services
         self.slices = slices
         self.leases = Informer(client, "coordination.k8s.io", "v1", "leases", "kube-node-lease")
+        self.pools = Informer(client, "metallb.io", "v1beta1", "ipaddresspools")
+        self.advertisements = Informer(client, "metallb.io", "v1beta1", "l2advertisements")
         self.interface = interface
         self.lease_grace = lease_grace
         self.mac = ZERO_MAC
@@ -227,7 +268,8 @@ class Announcer:
         self._sock: socket.socket | None = None
         self._changed = asyncio.Event()
         self._gratuitous: dict[str, asyncio.Task] = {}
-        for informer in (nodes, services, slices, self.leases):
+        self._own = (self.leases, self.pools, self.advertisements)   # run by the announcer
+        for informer in (nodes, services, slices, *self._own):
             informer.add_handler(self._on_change)
 
     def _on_change(self, old: dict | None, new: dict | None) -> None:
@@ -243,16 +285,19 @@ class Announcer:
         leases = {l["metadata"]["name"]: l for l in self.leases.list()}
         alive = live_nodes(self.nodes.list(), leases, time.time() if now is None else now,
                            self.lease_grace)
-        return {ip for ip, node in owners(self.services.list(), self._slices_of, alive).items()
-                if node == self.node_name}
+        pools, ads, nodes = self.pools.list(), self.advertisements.list(), self.nodes.list()
+        return {ip for ip, node in owners(
+            self.services.list(), self._slices_of, alive,
+            lambda svc: advertised_nodes(svc, pools, ads, nodes)).items()
+            if node == self.node_name}
 
     # ---- life ----------------------------------------------------------------------------
     async def run(self) -> None:
-        """Runs the Lease informer (the agent runs the others); until cancelled."""
-        watch = asyncio.create_task(self.leases.run(), name="leases-informer")
+        """Runs the Lease and MetalLB informers (the agent runs the others); until cancelled."""
+        watches = [asyncio.create_task(i.run(), name=f"{i.plural}-informer") for i in self._own]
         try:
             await self._open_until_done()
-            for informer in (self.nodes, self.services, self.slices, self.leases):
+            for informer in (self.nodes, self.services, self.slices, *self._own):
                 await informer.synced.wait()
             while True:
                 self.sync()
@@ -262,10 +307,9 @@ class Announcer:
                     pass
                 self._changed.clear()
         finally:
-            watch.cancel()
-            for task in self._gratuitous.values():
+            for task in (*watches, *self._gratuitous.values()):
                 task.cancel()
-            await asyncio.gather(watch, *self._gratuitous.values(), return_exceptions=True)
+            await asyncio.gather(*watches, *self._gratuitous.values(), return_exceptions=True)
             self._close()
 
     async def _open_until_done(self) -> None:

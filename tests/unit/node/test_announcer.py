@@ -219,3 +219,43 @@ def test_announcer_answers_only_what_it_wins(monkeypatch):
         assert sock.sent == []
 
     asyncio.run(scenario())
+
+
+# ---- L2Advertisements decide which nodes may announce a pool's addresses ---------------------
+
+def _node(name: str, **labels) -> dict:
+    return {"metadata": {"name": name, "labels": labels}}
+
+
+def _pool(name: str, **labels) -> dict:
+    return {"metadata": {"name": name, "namespace": "metallb-system", "labels": labels},
+            "spec": {"addresses": ["10.0.0.0/24"]}}
+
+
+def _ad(**spec) -> dict:
+    return {"metadata": {"name": "ad", "namespace": "metallb-system"}, "spec": spec}
+
+
+def _svc_from(pool: str | None) -> dict:
+    ann = {"metallb.io/ip-allocated-from-pool": pool} if pool else {}
+    return {"metadata": {"name": "s", "namespace": "default", "annotations": ann}}
+
+
+def test_advertised_nodes_follow_l2advertisements():
+    from nanokube.node.announcer import advertised_nodes
+    nodes = [_node("a", zone="x"), _node("b", zone="y")]
+    pools = [_pool("p1"), _pool("p2", tier="edge")]
+    # no advertisement for the pool: MetalLB does not announce it
+    assert advertised_nodes(_svc_from("p1"), pools, [], nodes) == set()
+    # an advertisement without pools or selectors covers every pool on every node
+    assert advertised_nodes(_svc_from("p1"), pools, [_ad()], nodes) == {"a", "b"}
+    # by pool name, with a node selector
+    ad = _ad(ipAddressPools=["p1"], nodeSelectors=[{"matchLabels": {"zone": "y"}}])
+    assert advertised_nodes(_svc_from("p1"), pools, [ad], nodes) == {"b"}
+    assert advertised_nodes(_svc_from("p2"), pools, [ad], nodes) == set()
+    # by pool selector
+    ad = _ad(ipAddressPoolSelectors=[{"matchLabels": {"tier": "edge"}}])
+    assert advertised_nodes(_svc_from("p2"), pools, [ad], nodes) == {"a", "b"}
+    assert advertised_nodes(_svc_from("p1"), pools, [ad], nodes) == set()
+    # an address no pool allocated (status set by hand): any node
+    assert advertised_nodes(_svc_from(None), pools, [], nodes) is None
