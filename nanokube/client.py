@@ -1,4 +1,4 @@
-"""A small async Kubernetes API client on aiohttp, for controllers and the CLI.
+"""A small async Kubernetes API client (on nanokube.httpclient), for controllers and the CLI.
 
 It speaks plain JSON over HTTPS, authenticates with what a kubeconfig holds (client certificate,
 bearer token), turns every non-2xx answer into the server's own Status as a `StatusError`, streams
@@ -14,7 +14,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, NamedTuple
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import yaml
 
@@ -212,15 +212,12 @@ class Client:
 
     # ---- plumbing ---------------------------------------------------------------------------
     def _get_session(self):
-        import aiohttp
+        from nanokube.httpclient import Session
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl if self._ssl is not None else False)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10)
             headers = {"User-Agent": "nanokube/0.1"}
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                                  headers=headers)
+            self._session = Session(self._ssl, headers)
         return self._session
 
     def _url(self, path: str, params: dict | None) -> str:
@@ -240,7 +237,7 @@ class Client:
 
     async def _send(self, method: str, path: str, body: Any, content_type: str,
                     params: dict | None, accept: str):
-        import aiohttp
+        from nanokube.httpclient import HTTPError
         data = None
         headers = {"Accept": accept}
         if body is not None:
@@ -250,12 +247,13 @@ class Client:
         try:
             return await self._get_session().request(method, url, data=data, headers=headers,
                                                      server_hostname=self.tls_server_name)
-        except aiohttp.ClientConnectorError as e:
-            refused = isinstance(e.os_error, ConnectionRefusedError)
-            raise APIConnectionError(self.server, f"{e.host}:{e.port}", refused,
-                                     str(e.os_error or e)) from e
-        except aiohttp.ClientError as e:
-            raise APIConnectionError(self.server, "", False, str(e)) from e
+        except HTTPError as e:
+            cause = e.__cause__
+            refused = isinstance(cause, ConnectionRefusedError) or (
+                isinstance(cause, HTTPError) and isinstance(cause.__cause__,
+                                                            ConnectionRefusedError))
+            host = urlsplit(self.server).netloc
+            raise APIConnectionError(self.server, host, refused, str(e)) from e
 
     async def request(self, method: str, path: str, body: Any = None,
                       content_type: str = JSON, params: dict | None = None,

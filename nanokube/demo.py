@@ -47,7 +47,7 @@ def main() -> int:
         _run(kubectl + ["apply", "-f", "examples/apps/my-app.yaml"], env, "echo servers")
         lan = _lan(work)
         if lan != "10.123.0":   # another cluster holds 10.123.0.0/24: ask for our pool's address
-            subprocess.run(["sh", "-c", "sed 's/10.123.0.200/" + lan + ".200/' "
+            subprocess.run(["sh", "-c", "sed 's/10.123.0.240/" + lan + ".240/' "
                             "examples/seed/loadbalancer-service.yaml | kubectl apply -f -"],
                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         _run(kubectl + ["apply", "-f", "examples/seed/"], env, "the seed's manifests, completed")

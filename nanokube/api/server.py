@@ -289,8 +289,12 @@ class ApiServer:
                                 "resource", {})
         groups = [(g, v) for g, vs in discovery.group_versions(self.registry).items()
                   for v in vs]
-        if len(parts) == 2:
-            return json_response(openapi.index(groups, self.registry.strategies))
+        if len(parts) == 2:   # the kinds never change while the server runs: build it once
+            if "index" not in self._openapi_cache:
+                self._openapi_cache["index"] = json.dumps(
+                    openapi.index(groups, self.registry.strategies)).encode()
+            return web.Response(body=self._openapi_cache["index"],
+                                content_type="application/json")
         rest = parts[2:]
         if rest[0] == "api" and len(rest) == 2:
             gv = ("", rest[1])

@@ -137,6 +137,11 @@ def _dns_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _ingress_controller_args(p: argparse.ArgumentParser) -> None:
+    from nanokube.ingress.main import add_arguments      # cheap: heavy imports run later
+    add_arguments(p)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "server": Subcommand("run the API server", "nanokube.api.server:main", _server_args),
     "apply": Subcommand("create or update objects from manifests (client-side apply)",
@@ -158,6 +163,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "logs": Subcommand("print a pod's logs", "nanokube.cli.exec:logs", _logs_args),
     "dns": Subcommand("run the cluster DNS server (the kube-dns addon)",
                       "nanokube.addons.dns.main:main", _dns_args),
+    "ingress-controller": Subcommand("run the ingress-nginx controller (NGINX as its child)",
+                                     "nanokube.ingress.main:main", _ingress_controller_args),
     "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
                                      "nanokube.controllers.manager:main",
                                      _controller_manager_args),

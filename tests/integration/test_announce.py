@@ -102,7 +102,7 @@ def cluster(tmp_path_factory):
         pids = list(c.state()["pids"].values())
         c.kubectl("apply", "-f", str(ROOT / "examples/apps/my-app.yaml"))
         c.kubectl("rollout", "status", "deployment/my-app", "--timeout=60s")
-        ip = lb_ip(c, 200)
+        ip = lb_ip(c, 220)
         c.kubectl("apply", "-f", "-", input=json.dumps(lb_service("lb-web", ip)))
         wait_for("3 ready endpoints", lambda: len(endpoint_names(c, "lb-web")) == 3)
         ensure_status(c, "lb-web", ip)
@@ -150,7 +150,7 @@ def start_agent(c: Cluster, node: str) -> None:
 
 def test_tcp_and_udp_from_outside_answered_by_elected_node(cluster):
     c = cluster
-    ip = lb_ip(c, 200)
+    ip = lb_ip(c, 220)
     names = endpoint_names(c, "lb-web")
     answers = http(c, ip, n=30)
     assert set(answers) == names, answers
@@ -167,7 +167,7 @@ def test_tcp_and_udp_from_outside_answered_by_elected_node(cluster):
 
 def test_stopping_the_announcer_moves_the_address(cluster):
     c = cluster
-    ip = lb_ip(c, 200)
+    ip = lb_ip(c, 220)
     owner = elect(NODES, ip)
     other = next(n for n in NODES if n != owner)
     assert neigh_mac(c, ip) == node_mac(c, owner) or http(c, ip) and neigh_mac(c, ip) == \
@@ -196,7 +196,7 @@ def test_stopping_the_announcer_moves_the_address(cluster):
 
 def test_source_ranges_keep_the_outside_host_out(cluster):
     c = cluster
-    ip = lb_ip(c, 201)
+    ip = lb_ip(c, 221)
     c.kubectl("apply", "-f", "-", input=json.dumps(
         lb_service("lb-ranges", ip, loadBalancerSourceRanges=["192.0.2.0/24"])))
     ensure_status(c, "lb-ranges", ip)
@@ -214,7 +214,7 @@ def test_source_ranges_keep_the_outside_host_out(cluster):
 
 def test_deleting_the_service_withdraws_the_address(cluster):
     c = cluster
-    ip = lb_ip(c, 201)
+    ip = lb_ip(c, 221)
     c.kubectl("delete", "service", "lb-ranges")
     outside(c, "ip", "neigh", "flush", "dev", "eth0")
     time.sleep(1)
@@ -224,7 +224,7 @@ def test_deleting_the_service_withdraws_the_address(cluster):
 
 def test_local_policy_announces_from_a_node_with_an_endpoint(cluster):
     c = cluster
-    ip = lb_ip(c, 202)
+    ip = lb_ip(c, 222)
     loser = next(n for n in NODES if n != elect(NODES, ip))   # Cluster policy would pick the other
     c.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "local-app"},

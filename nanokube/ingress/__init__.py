@@ -1,0 +1,1 @@
+"""Ingress: the routing model (model.py), annotations (annotations.py) and nginx.conf (nginx.py)."""

@@ -1,0 +1,106 @@
+"""nginx.conf rendering: location scheme, headers, and hostile input never reaching the text."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from ingress_helpers import endpointslice, ingress, path, rule, service
+from nanokube.ingress import model, nginx
+
+P = "nginx.ingress.kubernetes.io/"
+CERT = ("/tmp/nk-none/tls.crt", "/tmp/nk-none/tls.key")
+
+
+def render(*ings, secrets=()):
+    config = model.build(list(ings), [service("web")], [endpointslice("web", ["10.0.0.1"])],
+                         list(secrets))
+    return config, nginx.render(config, "/tmp/nk-run", {}, CERT, 8080, 8443, 10254)
+
+
+def test_location_scheme():
+    _, text = render(ingress("i", rule("foo.com", path("/exact", "Exact"), path("/pre/", "Prefix"),
+                                       path("/impl", "ImplementationSpecific"), path("/", "Prefix"))))
+    for line in ("location = /exact {", "location = /pre {", "location /pre/ {",
+                 "location = /impl {", "location /impl/ {", "location / {",
+                 "server_name foo.com;", "proxy_pass http://default-web-80;",
+                 "proxy_set_header X-Forwarded-For $remote_addr;", "proxy_http_version 1.1;",
+                 "keepalive 64;", "server 10.0.0.1:8080", "listen 8080 default_server;",
+                 "location = /healthz {", "listen 10254;", "return 404;"):
+        assert line in text, line
+    assert text.count("location / {") == 3      # foo.com, the default server (404), status
+
+
+def test_wildcard_server_name_one_label_and_regex_location():
+    _, text = render(ingress("i", rule("*.foo.com", path("/api(/|$)(.*)", "ImplementationSpecific")),
+                             annotations={P + "rewrite-target": "/$2"}))
+    assert "server_name ~^[^.]+\\.foo\\.com$;" in text
+    assert 'location ~* "^/api(/|$)(.*)" {' in text
+    assert 'rewrite "(?i)^/api(/|$)(.*)" /$2 break;' in text
+
+
+def test_backend_without_endpoints_is_503():
+    config = model.build([ingress("i", rule("foo.com", path("/", service="gone")))], [], [], [])
+    text = nginx.render(config, "/tmp/nk-run", {}, CERT)
+    assert "return 503;" in text
+
+
+HOSTILE = ["evil;", "}", "\n", "$host", '"', "'", "\\", "{", "return 200", "# x"]
+
+
+def hostile_ingresses():
+    bad = []
+    for i, s in enumerate(HOSTILE):
+        bad.append(ingress(f"h{i}", rule(f"a{i}.com{s}", path("/"))))
+        bad.append(ingress(f"p{i}", rule("p.com", path(f"/p{i}{s}x", "Prefix"))))
+        bad.append(ingress(f"e{i}", rule("e.com", path(f"/e{i}{s}x", "Exact"))))
+        bad.append(ingress(f"r{i}", rule("r.com", path(f"/r{i}{s}x", "ImplementationSpecific")),
+                           annotations={P + "use-regex": "true"}))
+        bad.append(ingress(f"a{i}", rule("ann.com", path(f"/a{i}")),
+                           annotations={P + n: f"1{s}" for n in ("proxy-body-size", "proxy-read-timeout",
+                                                               "ssl-redirect", "whitelist-source-range",
+                                                               "rewrite-target", "session-cookie-name",
+                                                               "backend-protocol")}))
+    bad.append(ingress("long", rule("x" * 300 + ".com", path("/" + "y" * 5000))))
+    bad.append(ingress("svc", rule("s.com", {"path": "/", "pathType": "Prefix",
+                                             "backend": {"service": {"name": "web;}",
+                                                                     "port": {"name": "x;"}}}})))
+    bad.append(ingress("tls", rule("t.com", path("/")), tls=[{"hosts": ["t.com;}"],
+                                                              "secretName": "x"}]))
+    return bad
+
+
+def test_hostile_values_never_reach_the_config_and_others_keep_working():
+    good = ingress("good", rule("good.com", path("/ok")), ts="2030-01-01T00:00:00Z")
+    config, text = render(good, *hostile_ingresses())
+    for token in ("evil", "return 200x", "return 200}", "$hostx", "# x", "yyyyy", "xxxxx", "web;", "t.com;}"):
+        assert token not in text.replace("return 308 https://$host:8443$request_uri;", ""), token
+    for line in text.splitlines():
+        assert line.count('"') % 2 == 0 and "'" not in line and "\\\\" not in line
+    assert text.count("{") == text.count("}")
+    assert "server_name good.com;" in text and "location /ok/ {" in text
+    reasons = {e[2] for e in config.events}
+    assert {"InvalidHost", "InvalidPath", "InvalidAnnotation", "InvalidBackend"} <= reasons
+    # the hostile annotation ingresses keep their (valid) paths, without the bad settings
+    assert "location /a0/ {" in text
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx not installed")
+def test_hostile_config_passes_nginx_t(tmp_path):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=fake", "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c")],
+                   check=True, capture_output=True)
+    config = model.build([ingress("good", rule("good.com", path("/ok"))), *hostile_ingresses()],
+                         [service("web")], [endpointslice("web", ["10.0.0.1"])], [])
+    text = nginx.render(config, str(tmp_path), {}, (str(tmp_path / "c"), str(tmp_path / "k")),
+                        18080, 18443, 18254)
+    (tmp_path / "nginx.conf").write_text(text)
+    result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unsafe_controller_paths_rejected():
+    with pytest.raises(ValueError):
+        nginx.render(model.Config(), "/tmp/x;y", {}, CERT)
