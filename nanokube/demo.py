@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +20,33 @@ def _run(argv: list[str], env: dict, title: str = "") -> int:
     shown = " ".join(argv).replace(sys.executable + " -m nanokube", "nanokube")
     print(f"\n\033[1m$ {shown}\033[0m" + (f"   # {title}" if title else ""), flush=True)
     return subprocess.run(argv, env=env, cwd=ROOT).returncode
+
+
+def _ingress(nk: list[str], kubectl: list[str], env: dict) -> None:
+    """The seed's v1beta1 Ingress through the ingress-nginx addon's EXTERNAL-IP. Names are
+    pinned to that address with curl --resolve: nothing is looked up or sent elsewhere."""
+    subprocess.run(kubectl + ["wait", "-n", "ingress-nginx", "--for=condition=Ready", "pod",
+                              "--all", "--timeout=30s"], env=env, capture_output=True)
+    ip = ""
+    for _ in range(50):
+        ip = subprocess.run(kubectl + ["get", "ingress", "my-ingress", "-o",
+                                       "jsonpath={.status.loadBalancer.ingress[0].ip}"],
+                            env=env, capture_output=True, text=True).stdout.strip()
+        if ip:
+            break
+        time.sleep(0.1)
+    _run(kubectl + ["get", "ingress"], env, "the seed's Ingress, with the controller's address")
+    if not ip:
+        return
+    for host, path in (("example.com", "/hostname"), ("another-example.com", "/")):
+        _run(nk + ["exec", "--outside", "--", "curl", "-s", "-k", "-m", "3", "--resolve",
+                   f"{host}:443:{ip}", f"https://{host}{path}"], env,
+             f"HTTPS to {host} (default certificate until the certificates issue)")
+        print()
+    _run(nk + ["exec", "--outside", "--", "curl", "-s", "-o", "/dev/null", "-w",
+               "%{http_code} -> %{redirect_url}\n", "-m", "3", "--resolve",
+               f"example.com:80:{ip}", "http://example.com/hostname"], env,
+         "plain HTTP to a TLS host is redirected")
 
 
 def _lan(work: Path) -> str:
@@ -90,6 +118,7 @@ def main() -> int:
             print()
         else:
             _run(kubectl + ["describe", "service", "my-loadbalancer-service"], env)
+        _ingress(nk, kubectl, env)
         rules = " ".join(nk + ["rules", "--node", "node-1"])
         _run(["sh", "-c", f"{rules} | sed -n '/map service-ips/,/}}/p;/map backends /,/}}/p'"],
              env, "node-1's nftables: one lookup map for every Service, one map of endpoints")
