@@ -382,10 +382,10 @@ class ApiHandler:
                     new = P.apply_patch(cur, patch_obj, type_name)
                 else:
                     raise E.StatusError(415, "UnsupportedMediaType",
-                                        f"the body of the request was in an unknown format - "
-                                        f"accepted media types include: application/json-patch+"
-                                        f"json, application/merge-patch+json, application/apply-"
-                                        f"patch+yaml, application/strategic-merge-patch+json")
+                                        "the body of the request was in an unknown format - "
+                                        "accepted media types include: application/json-patch+"
+                                        "json, application/merge-patch+json, application/apply-"
+                                        "patch+yaml, application/strategic-merge-patch+json")
             except P.PatchError as e:
                 reason = {422: "Invalid", 413: "RequestEntityTooLarge"}.get(e.code, "BadRequest")
                 raise E.StatusError(e.code, reason, e.message) from None

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from nanokube.api import discovery, errors as E, pki
 from nanokube.api.rest import ApiHandler, json_response, parse_path, status_response
-from nanokube.api.storage import ResourceStorage, now_rfc3339
+from nanokube.api.storage import ResourceStorage
 from nanokube.registry.base import ServerConfig
 
 log = logging.getLogger("nanokube.server")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
-import sys
 import time
 from datetime import datetime, timezone
 
@@ -165,13 +163,8 @@ def kubeconfig_path(args) -> str:
 
 
 async def run(args, stop: asyncio.Event | None = None) -> None:
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    from nanokube import daemon
+    stop = daemon.stop_event(stop)
     started = time.monotonic()
     client = Client.from_kubeconfig(kubeconfig_path(args), getattr(args, "context", None))
     informers = InformerFactory(client)
@@ -199,15 +192,6 @@ async def run(args, stop: asyncio.Event | None = None) -> None:
 
 
 def main(args) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(run(args))
-    except KeyboardInterrupt:
-        pass
+    from nanokube import daemon
+    daemon.run(run(args))
     return 0

@@ -19,8 +19,6 @@ import datetime
 import logging
 import os
 import shutil
-import signal
-import sys
 import tempfile
 
 log = logging.getLogger("nanokube.ingress")
@@ -84,13 +82,8 @@ async def run(args, stop: asyncio.Event | None = None) -> int:
     from nanokube.controllers.informer import InformerFactory
     from nanokube.ingress.controller import IngressController, Nginx
 
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    from nanokube import daemon
+    stop = daemon.stop_event(stop)
     made_dir = not args.runtime_dir
     runtime_dir = os.path.abspath(args.runtime_dir or tempfile.mkdtemp(prefix="ingress-nginx-"))
     os.makedirs(runtime_dir, exist_ok=True)
@@ -137,9 +130,5 @@ async def run(args, stop: asyncio.Event | None = None) -> int:
 
 
 def main(args) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return asyncio.run(run(args))
-    except KeyboardInterrupt:
-        return 0
+    from nanokube import daemon
+    return daemon.run(run(args))

@@ -9,9 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import ssl
-import sys
 
 # Importing this module stays cheap (the CLI imports it to build `nanokube --help`): the server,
 # the API client and dnspython are imported when the command runs.
@@ -73,13 +71,8 @@ def make_client(args):
 async def run(args, stop: asyncio.Event | None = None) -> None:
     from nanokube.addons.dns.controller import ClusterDNS, watch_cluster
     from nanokube.addons.dns.server import DNSServer, metrics_text, serve_http, split_hostport
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
+    from nanokube import daemon
+    stop = daemon.stop_event(stop)
     dns = ClusterDNS(args.cluster_domain, args.ttl)
     host, port = split_hostport(args.listen, 53)
     server = DNSServer(dns.answers, host, port)
@@ -114,17 +107,8 @@ async def run(args, stop: asyncio.Event | None = None) -> None:
 
 
 def main(args) -> int:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        import uvloop
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    try:
-        runner(run(args))
-    except KeyboardInterrupt:
-        pass
+    from nanokube import daemon
+    daemon.run(run(args))
     return 0
 
 

@@ -2,7 +2,6 @@
 watchers' buffers and their clean-up."""
 import asyncio
 import gc
-import os
 import signal
 import subprocess
 import sys
