@@ -8,6 +8,12 @@ a certificate changed, tests the new file with `nginx -t` and reloads NGINX with
 workers start, old ones finish their requests: no request is dropped). A configuration that
 fails the test is never installed: the old one keeps serving and a Warning Event says why.
 
+Endpoints are not in nginx.conf (see nginx.py): each sync also renders the backends document
+(upstream -> endpoint list), writes it to RUNTIME_DIR/backends.json (read by NGINX at start and
+reload) and, when only it changed, POSTs it to NGINX's /configuration/backends on the local
+status port: no reload, so no keep-alive connection is cut by old workers. If that POST fails,
+a reload (which reads the file) is the fallback.
+
 Then status: every Ingress this controller owns gets the addresses of its own LoadBalancer
 Service (--publish-service) in status.loadBalancer.ingress; an Ingress it stops owning that
 still shows those addresses gets them cleared. Ingresses of other classes are never touched.
@@ -75,6 +81,32 @@ class Nginx:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
+
+    async def post_backends(self, document: str, port: int, timeout: float = 5.0) -> bool:
+        """POST the backends document to NGINX's Lua endpoint (127.0.0.1:port); True on 201."""
+        if not self.running:
+            return False
+        body = document.encode()
+        head = (f"POST /configuration/backends HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n").encode()
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", port), timeout)
+            writer.write(head + body)
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), timeout)
+        except (OSError, asyncio.TimeoutError) as e:
+            log.warning("posting backends to nginx: %s", e)
+            return False
+        finally:
+            if writer is not None:
+                writer.close()
+        if status.split(b" ")[1:2] != [b"201"]:
+            log.warning("nginx refused the backends: %s", status.decode(errors="replace").strip())
+            return False
+        return True
 
     def reload(self) -> bool:
         if not self.running:
@@ -166,7 +198,7 @@ class IngressController:
                  https_port: int = 443, status_port: int = 10254,
                  debounce: float = DEBOUNCE_SECONDS, recorder: EventRecorder | None = None,
                  build: Callable | None = None, render: Callable | None = None,
-                 owns: Callable | None = None):
+                 owns: Callable | None = None, backends: Callable | None = None):
         self.client = client
         self.runtime_dir = runtime_dir
         self.cert_dir = os.path.join(runtime_dir, "certs")
@@ -184,7 +216,9 @@ class IngressController:
             build, owns = build or model.build, owns or model.owns
         if render is None:
             from nanokube.ingress.nginx import render
-        self.build, self.render, self._owns = build, render, owns
+        if backends is None:
+            from nanokube.ingress.nginx import backends_json as backends
+        self.build, self.render, self._owns, self.backends = build, render, owns, backends
         self.informers: dict[str, Informer] = {
             plural: informers.informer(group, version, plural)
             for plural, (group, version) in WATCHED.items()}
@@ -195,6 +229,8 @@ class IngressController:
         self.applied: str | None = None     # the text (and cert digest) NGINX runs with
         self.rejected: str | None = None    # the last text that failed `nginx -t`
         self.reloads = 0
+        self.backend_updates = 0            # endpoint changes applied without a reload
+        self.posted: str | None = None      # the backends document NGINX has
         self._recorded: set[tuple] = set()  # model Events already recorded
         self.synced = asyncio.Event()       # set after the first successful apply
 
@@ -240,7 +276,10 @@ class IngressController:
         http_port, https_port, status_port = self.ports
         text = self.render(config, self.runtime_dir, cert_paths, self.default_cert,
                            http_port, https_port, status_port)
-        await self.apply(text, digest)
+        document = self.backends(config)
+        self.write_backends(document)      # first: a reload below reads it
+        reloaded = await self.apply(text, digest)
+        await self.update_backends(document, reloaded)
         await self.record_events(config.events)
         await self.update_status(ingresses)
 
@@ -294,6 +333,33 @@ class IngressController:
             log.info("configuration changed: nginx reloaded (%d)", self.reloads)
         self.synced.set()
         return True
+
+    def write_backends(self, document: str) -> None:
+        path = os.path.join(self.runtime_dir, "backends.json")
+        if not _same_content(path, document.encode()):
+            write_atomically(path, document.encode())
+
+    async def update_backends(self, document: str, reloaded: bool) -> None:
+        """Give NGINX the endpoint lists without a reload. After a reload too (the file read
+        by the reload is the same document; the POST only makes sure of it)."""
+        if document == self.posted and not reloaded:
+            return
+        if not self.nginx.running:
+            self.posted = None      # NGINX will read backends.json when it starts
+            return
+        if await self.nginx.post_backends(document, self.ports[2]):
+            if not reloaded:
+                self.backend_updates += 1
+                log.info("endpoints changed: backends posted to nginx, no reload (%d)",
+                         self.backend_updates)
+            self.posted = document
+        elif reloaded:
+            self.posted = document  # the reload read backends.json
+        elif self.nginx.reload():
+            # NGINX did not take the POST: a reload reads backends.json instead
+            self.reloads += 1
+            self.posted = document
+            log.warning("backends POST failed: nginx reloaded (%d)", self.reloads)
 
     async def warn_all(self, reason: str, message: str) -> None:
         for ing in self._list("ingresses"):

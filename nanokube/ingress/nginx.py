@@ -5,14 +5,134 @@ Mapping (reference §1.3/§6): Exact -> `location = /p`; Prefix /p -> `location 
 Prefix / -> `location /`; use-regex paths -> `location ~* "^..."`, ordered longest first;
 wildcard hosts -> a regex server_name limited to one label. Every value reaching this file was
 validated by model.py / annotations.py; paths the controller passes in are checked here.
+
+Endpoints never appear in nginx.conf (reference §3.1, as ingress-nginx's Lua balancer): every
+upstream is a placeholder whose balancer_by_lua picks a peer from a lua_shared_dict, and the
+controller POSTs the endpoint lists (backends(config), JSON) to /configuration/backends on the
+status port; so scaling a Service changes no file and needs no reload (no keep-alive connection
+is closed by old workers). NGINX also loads RUNTIME_DIR/backends.json at start and on every
+reload, so a fresh or reloaded NGINX never waits for a POST.
+Needs Debian's libnginx-mod-http-ndk, libnginx-mod-http-lua, lua-resty-core and lua-cjson.
 """
 from __future__ import annotations
 
+import json
 import re
 
 from nanokube.ingress.model import Backend, Config, Location, Server, location_order
 
 SAFE_FILE_RE = re.compile(r"^/[A-Za-z0-9._/+@=-]*$")
+# Debian's dynamic modules (the NDK first: the Lua module needs it)
+MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
+           "/usr/lib/nginx/modules/ngx_http_lua_module.so")
+BACKENDS_FILE = "backends.json"
+BACKENDS_PATH = "/configuration/backends"
+LUA_DICT = "nk_backends"
+
+# The balancer, defined once per NGINX (init_by_lua, package "nanokube"). The dict maps a
+# backend name to the JSON list of its [ip, port] peers; each worker caches the decoded list.
+# No single quotes or backslashes here: the whole file stays checkable by the hostile tests.
+LUA = """
+local cjson = require "cjson.safe"
+local balancer = require "ngx.balancer"
+local dict = ngx.shared.nk_backends
+local nk = {}
+local cache = {}
+local turn = {}
+
+function nk.store(doc)
+    for _, name in ipairs(dict:get_keys(0)) do
+        if doc[name] == nil then dict:delete(name) end
+    end
+    for name, peers in pairs(doc) do
+        if type(name) ~= "string" or type(peers) ~= "table" then
+            return false, "bad backend " .. tostring(name)
+        end
+        local ok, err = dict:set(name, cjson.encode(peers))
+        if not ok then return false, err end
+    end
+    return true
+end
+
+function nk.load(path)
+    local f = io.open(path, "rb")
+    if not f then return end
+    local doc = cjson.decode(f:read("*a"))
+    f:close()
+    if type(doc) == "table" then nk.store(doc) end
+end
+
+local function peers(name)
+    local raw = dict:get(name)
+    if not raw then return nil end
+    local c = cache[name]
+    if not c or c.raw ~= raw then
+        c = {raw = raw, list = cjson.decode(raw) or {}}
+        cache[name] = c
+    end
+    return c.list
+end
+
+-- access phase: no ready endpoint is a 503, as with ingress-nginx
+function nk.check(name)
+    local list = peers(name)
+    if not list or #list == 0 then return ngx.exit(503) end
+end
+
+-- balancer phase: round-robin per worker, or by the affinity key (rendezvous hashing: an
+-- endpoint change only moves the keys of the endpoints that went away); a retry (after a
+-- connection error) goes round-robin to the next endpoint
+function nk.balance(name, key)
+    local list = peers(name)
+    if not list or #list == 0 then
+        ngx.log(ngx.ERR, "no endpoints for ", name)
+        return
+    end
+    local peer
+    if key and key ~= "" and not ngx.ctx.nk_tried then
+        local best = -1
+        for _, p in ipairs(list) do
+            local h = ngx.crc32_long(key .. "@" .. p[1] .. ":" .. p[2])
+            if h > best then best, peer = h, p end
+        end
+    else
+        local i = (turn[name] or 0) % #list + 1
+        turn[name] = i
+        peer = list[i]
+    end
+    if not ngx.ctx.nk_tried then
+        ngx.ctx.nk_tried = true
+        if #list > 1 then balancer.set_more_tries(math.min(#list - 1, 2)) end
+    end
+    local ok, err = balancer.set_current_peer(peer[1], peer[2])
+    if not ok then ngx.log(ngx.ERR, "peer for ", name, ": ", err) end
+end
+
+function nk.configure()
+    if ngx.req.get_method() ~= "POST" then return ngx.exit(405) end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if not body then
+        local file = ngx.req.get_body_file()
+        if file then
+            local f = io.open(file, "rb")
+            body = f:read("*a")
+            f:close()
+        end
+    end
+    local doc = body and cjson.decode(body)
+    if type(doc) ~= "table" then
+        ngx.status = 400
+        ngx.say("not a JSON object")
+        return
+    end
+    local ok, err = nk.store(doc)
+    ngx.status = ok and 201 or 500
+    ngx.say(ok and "ok" or err)
+end
+
+package.loaded.nanokube = nk
+"""
 
 
 def _file(path: str) -> str:
@@ -65,6 +185,8 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     redirect = "https://$host$request_uri" if listen_https == 443 \
         else f"https://$host:{listen_https}$request_uri"
     w = _Writer()
+    for module in MODULES:
+        w.line(f"load_module {module};")
     w.line(f"pid {rt}/nginx.pid;")
     w.line(f"error_log {rt}/error.log warn;")
     w.line("worker_processes auto;")
@@ -105,6 +227,14 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     w.line('"~^http:/\\.well-known/acme-challenge/" 0;')
     w.line('"~^http:" 1;')
     w.close()
+    w.line('lua_package_path "/usr/share/lua/5.1/?.lua;;";')
+    w.line('lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";')
+    w.line(f"lua_shared_dict {LUA_DICT} 16m;")
+    w.open("init_by_lua_block")
+    for line in LUA.strip().splitlines():
+        w.line(line)
+    w.line(f'nk.load("{rt}/{BACKENDS_FILE}")')
+    w.close()
     _upstreams(w, config)
 
     servers = list(config.servers)
@@ -121,6 +251,15 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     w.open("location = /nginx_status")
     w.line("stub_status;")
     w.close()
+    w.open(f"location = {BACKENDS_PATH}")
+    # only the controller, from inside the pod
+    w.line("allow 127.0.0.1;")
+    w.line("allow ::1;")
+    w.line("deny all;")
+    w.line("client_max_body_size 64m;")
+    w.line("client_body_buffer_size 64m;")
+    w.line('content_by_lua_block { require("nanokube").configure() }')
+    w.close()
     w.open("location /")
     w.line("return 404;")
     w.close()
@@ -129,21 +268,40 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     return w.text()
 
 
+def _backends_of(config: Config) -> list[Backend]:
+    found = [config.default_backend] if config.default_backend else []
+    for server in config.servers:
+        found += [loc.backend for loc in server.locations if loc.backend]
+    return found
+
+
+def backends(config: Config) -> dict[str, list[list]]:
+    """The endpoint lists NGINX balances over: upstream name -> [[ip, port], ...] (also the
+    empty ones, so that a backend scaled to zero answers 503)."""
+    return {upstream_name(b): [[ip, int(port)] for ip, port in b.endpoints]
+            for b in _backends_of(config)}
+
+
+def backends_json(config: Config) -> str:
+    """backends(config) as the canonical text written to backends.json and POSTed."""
+    return json.dumps(backends(config), sort_keys=True, separators=(",", ":"))
+
+
 def _affinity_cookie(loc: Location) -> str | None:
     return loc.settings.get("session-cookie-name") if loc.settings.get("affinity") == "cookie" else None
 
 
 def _upstreams(w: _Writer, config: Config):
     wanted: dict[str, tuple[Backend, str | None]] = {}
-    if config.default_backend and config.default_backend.endpoints:
-        wanted[upstream_name(config.default_backend)] = (config.default_backend, None)
     for server in config.servers:
         for loc in server.locations:
-            if loc.backend and loc.backend.endpoints:
+            if loc.backend:
                 cookie = _affinity_cookie(loc)
                 wanted[upstream_name(loc.backend, cookie)] = (loc.backend, cookie)
+    if config.default_backend:
+        wanted[upstream_name(config.default_backend)] = (config.default_backend, None)
     for cookie in sorted({c for _, c in wanted.values() if c}):
-        # The cookie's value keys a consistent hash; a client without one gets a fresh key
+        # The cookie's value keys the balancer's hash; a client without one gets a fresh key
         # (set as the cookie below), so it sticks to one endpoint from then on.
         w.open(f"map $cookie_{cookie} $nk_affinity_{cookie}")
         w.line('"" $request_id;')
@@ -151,12 +309,11 @@ def _upstreams(w: _Writer, config: Config):
         w.close()
     for name in sorted(wanted):
         backend, cookie = wanted[name]
+        key = f"ngx.var.nk_affinity_{cookie}" if cookie else "nil"
         w.open(f"upstream {name}")
-        if cookie:
-            w.line(f"hash $nk_affinity_{cookie} consistent;")
-        for ip, port in backend.endpoints:
-            host = f"[{ip}]" if ":" in ip else ip
-            w.line(f"server {host}:{int(port)} max_fails=1 fail_timeout=2s;")
+        w.line("server 0.0.0.1;     # placeholder: the balancer sets the peer")
+        w.line("balancer_by_lua_block { require(\"nanokube\").balance("
+               f"\"{upstream_name(backend)}\", {key}) }}")
         w.line("keepalive 64;")
         w.line("keepalive_requests 10000;")
         w.close()
@@ -227,7 +384,7 @@ def _location(w: _Writer, match: str, loc: Location, server: Server, redirect: s
     if loc.regex and s.get("rewrite-target"):
         w.line(f'rewrite "(?i)^{loc.path}" {s["rewrite-target"]} break;')
     cookie = _affinity_cookie(loc)
-    if cookie and loc.backend and loc.backend.endpoints:
+    if cookie and loc.backend:
         w.line(f'add_header Set-Cookie "{cookie}=$nk_affinity_{cookie}; Path=/; HttpOnly";')
     _proxy(w, loc.backend, cookie, missing=503, protocol=s.get("backend-protocol", "HTTP"))
     w.close()
@@ -237,8 +394,8 @@ def _proxy(w: _Writer, backend: Backend | None, cookie: str | None, missing: int
            protocol: str = "HTTP"):
     if backend is None:
         w.line(f"return {missing};")
-    elif not backend.endpoints:
-        w.line("return 503;")      # ingress-nginx: a backend without ready endpoints is a 503
     else:
+        # a backend without ready endpoints is a 503 (ingress-nginx), decided per request
+        w.line(f'access_by_lua_block {{ require("nanokube").check("{upstream_name(backend)}") }}')
         scheme = "https" if protocol == "HTTPS" else "http"
         w.line(f"proxy_pass {scheme}://{upstream_name(backend, cookie)};")

@@ -154,6 +154,8 @@ async def test_routing_tls_redirect_headers_and_hostile_ingress(world, tmp_path)
     certs = {"default/foo-tls": make_cert(tmp_path, "foo", "foo.com")}
     default = make_cert(tmp_path, "fake", "ingress.local")
     ngx.write(nginx.render(config, str(tmp_path), certs, default, http, https, status))
+    # the endpoints, not in nginx.conf: read by NGINX at start (the controller also POSTs them)
+    (tmp_path / nginx.BACKENDS_FILE).write_text(nginx.backends_json(config))
     assert ngx.test_config().returncode == 0
     ngx.start()
     for _ in range(50):

@@ -1,6 +1,7 @@
 """nginx.conf rendering: location scheme, headers, and hostile input never reaching the text."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
@@ -26,7 +27,9 @@ def test_location_scheme():
                  "location = /impl {", "location /impl/ {", "location / {",
                  "server_name foo.com;", "proxy_pass http://default-web-80;",
                  "proxy_set_header X-Forwarded-For $remote_addr;", "proxy_http_version 1.1;",
-                 "keepalive 64;", "server 10.0.0.1:8080", "listen 8080 default_server;",
+                 "keepalive 64;", "server 0.0.0.1;", "listen 8080 default_server;",
+                 'balancer_by_lua_block { require("nanokube").balance("default-web-80", nil) }',
+                 "location = /configuration/backends {",
                  "location = /healthz {", "listen 10254;", "return 404;"):
         assert line in text, line
     assert text.count("location / {") == 3      # foo.com, the default server (404), status
@@ -40,10 +43,34 @@ def test_wildcard_server_name_one_label_and_regex_location():
     assert 'rewrite "(?i)^/api(/|$)(.*)" /$2 break;' in text
 
 
+def test_endpoints_stay_out_of_the_config_and_go_to_the_backends_document():
+    ing = ingress("i", rule("foo.com", path("/")))
+    one = model.build([ing], [service("web")], [endpointslice("web", ["10.0.0.1"])], [])
+    two = model.build([ing], [service("web")], [endpointslice("web", ["10.0.0.1", "10.0.0.2"])], [])
+    none = model.build([ing], [service("web")], [], [])
+    texts = {nginx.render(c, "/tmp/nk-run", {}, CERT) for c in (one, two, none)}
+    assert len(texts) == 1 and "10.0.0." not in texts.pop()     # scaling needs no reload
+    assert nginx.backends(one) == {"default-web-80": [["10.0.0.1", 8080]]}
+    assert nginx.backends(two) == {"default-web-80": [["10.0.0.1", 8080], ["10.0.0.2", 8080]]}
+    assert nginx.backends(none) == {"default-web-80": []}        # -> 503 per request
+    assert json.loads(nginx.backends_json(two)) == nginx.backends(two)
+
+
 def test_backend_without_endpoints_is_503():
     config = model.build([ingress("i", rule("foo.com", path("/", service="gone")))], [], [], [])
     text = nginx.render(config, "/tmp/nk-run", {}, CERT)
-    assert "return 503;" in text
+    assert 'access_by_lua_block { require("nanokube").check("default-gone-80") }' in text
+    assert nginx.backends(config) == {"default-gone-80": []}
+
+
+def test_affinity_upstream_balances_by_the_cookie_key():
+    _, text = render(ingress("i", rule("foo.com", path("/")),
+                             annotations={P + "affinity": "cookie", P + "session-cookie-name": "sid"}))
+    assert "map $cookie_sid $nk_affinity_sid {" in text
+    assert "upstream default-web-80-affinity-sid {" in text
+    assert ('balancer_by_lua_block { require("nanokube").balance("default-web-80", '
+            "ngx.var.nk_affinity_sid) }") in text
+    assert 'add_header Set-Cookie "sid=$nk_affinity_sid; Path=/; HttpOnly";' in text
 
 
 HOSTILE = ["evil;", "}", "\n", "$host", '"', "'", "\\", "{", "return 200", "# x"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import shutil
 import socket
@@ -37,6 +38,7 @@ class Config:
     servers: list = field(default_factory=list)
     default_backend: object = None
     events: list = field(default_factory=list)
+    endpoints: list = field(default_factory=list)
 
 
 def owns(ingress, class_name, controller, ingress_classes):
@@ -48,7 +50,8 @@ def owns(ingress, class_name, controller, ingress_classes):
 
 def build(ingresses, services, slices, secrets, class_name="nginx",
           controller="k8s.io/ingress-nginx", ingress_classes=()):
-    config = Config()
+    config = Config(endpoints=sorted(a for sl in slices for ep in sl.get("endpoints") or []
+                                     for a in ep["addresses"]))
     for ing in sorted(ingresses, key=lambda i: i["metadata"]["name"]):
         if not owns(ing, class_name, controller, ingress_classes):
             continue
@@ -65,6 +68,10 @@ def build(ingresses, services, slices, secrets, class_name="nginx",
     return config
 
 
+def backends(config):
+    return json.dumps({"default-web-80": config.endpoints})
+
+
 def render(config, runtime_dir, cert_paths, default_cert, http=80, https=443, status=10254):
     lines = [f"# runtime {runtime_dir} default {default_cert[0]}"]
     for s in config.servers:
@@ -78,6 +85,8 @@ class FakeNginx(Nginx):
         self.tested: list[str] = []
         self.reloaded = 0
         self.is_running = True
+        self.posted: list[tuple[str, int]] = []
+        self.accepts_posts = True
 
     async def test(self, conf):
         text = open(conf).read()
@@ -91,6 +100,10 @@ class FakeNginx(Nginx):
     def reload(self):
         self.reloaded += 1
         return True
+
+    async def post_backends(self, document, port):
+        self.posted.append((document, port))
+        return self.accepts_posts
 
 
 class FakeClient:
@@ -141,7 +154,7 @@ def make(tmp_path, **kw):
     nginx = FakeNginx(str(tmp_path))
     c = IngressController(client, factory, str(tmp_path), ("/d.crt", "/d.key"), nginx,
                           publish_service="ingress-nginx/ingress-nginx-controller",
-                          build=build, render=render, owns=owns, **kw)
+                          build=build, render=render, owns=owns, backends=backends, **kw)
     return c, client, nginx
 
 
@@ -184,6 +197,43 @@ def test_no_signal_before_nginx_runs(tmp_path):
         await c.sync()
         assert real_reload(nginx) is False       # nothing to signal yet
         assert (tmp_path / "nginx.conf").exists()
+        assert (tmp_path / "backends.json").exists() and nginx.posted == []
+
+    asyncio.run(go())
+
+
+def slice_(*ips, rv="1"):
+    return {"metadata": {"name": "web-x", "namespace": "default", "resourceVersion": rv},
+            "endpoints": [{"addresses": [ip]} for ip in ips]}
+
+
+def test_endpoint_changes_are_posted_not_reloaded(tmp_path):
+    c, _, nginx = make(tmp_path, status_port=10999)
+
+    async def go():
+        put(c, "ingresses", ingress("one", "a.example"))
+        put(c, "endpointslices", slice_("10.0.0.1"))
+        await c.sync()
+        assert nginx.reloaded == 1
+        one = json.dumps({"default-web-80": ["10.0.0.1"]})
+        assert nginx.posted == [(one, 10999)]              # posted again after the reload
+        assert (tmp_path / "backends.json").read_text() == one
+        put(c, "endpointslices", slice_("10.0.0.1", "10.0.0.2", rv="2"))
+        await c.sync()
+        two = json.dumps({"default-web-80": ["10.0.0.1", "10.0.0.2"]})
+        assert nginx.reloaded == 1 and len(nginx.tested) == 1   # no nginx -t, no reload
+        assert nginx.posted[-1] == (two, 10999) and c.backend_updates == 1
+        assert (tmp_path / "backends.json").read_text() == two
+        await c.sync()                                      # nothing changed: nothing sent
+        assert len(nginx.posted) == 2
+        # NGINX does not take the POST: the fallback is a reload (which reads backends.json)
+        nginx.accepts_posts = False
+        put(c, "endpointslices", slice_("10.0.0.3", rv="3"))
+        await c.sync()
+        assert nginx.reloaded == 2 and c.backend_updates == 1
+        assert "10.0.0.3" in (tmp_path / "backends.json").read_text()
+        await c.sync()
+        assert nginx.reloaded == 2                          # not again for the same document
 
     asyncio.run(go())
 
@@ -406,7 +456,8 @@ def test_real_nginx_reloads_gracefully_and_survives_a_bad_config(tmp_path):
     client = FakeClient()
     nginx = Nginx(str(tmp_path))
     c = IngressController(client, InformerFactory(client), str(tmp_path), ("/d.crt", "/d.key"),
-                          nginx, build=build, render=tiny_render(port), owns=owns)
+                          nginx, build=build, render=tiny_render(port), owns=owns,
+                          backends=backends, status_port=free_port())
 
     async def until(what, cond, timeout=5.0):
         for _ in range(int(timeout / 0.02)):

@@ -92,6 +92,11 @@ async def test_stdin_and_the_v5_close_signal():
 async def test_container_environment_is_used():
     container = subprocess.Popen(["sleep", "30"], env={"NK_EXEC_TEST": "from-container"})
     CONTAINER["pid"] = container.pid
+    for _ in range(200):   # until the exec: before it, /proc/PID/environ is still the parent's
+        with open(f"/proc/{container.pid}/environ", "rb") as f:
+            if b"NK_EXEC_TEST=" in f.read():
+                break
+        await asyncio.sleep(0.01)
     client = await client_for()
     try:
         out, _ = await session(client, ["sh", "-c", "echo $NK_EXEC_TEST"])
