@@ -540,14 +540,12 @@ class ApiHandler:
             if not limit or not more or len(items) >= limit:
                 break
         meta: dict = {"resourceVersion": str(list_rev)}
-        if limit and more:
+        if limit and (more or len(items) > limit):   # a filtered batch may overshoot the limit
             items = items[:limit]
             last = items[-1]["metadata"] if items else None
             if last is not None:
                 last_key = storage.key(last.get("namespace"), last["name"])
             meta["continue"] = self._encode_continue(list_rev, last_key)
-            meta["remainingItemCount"] = None
-            del meta["remainingItemCount"]
         version = route.version
         if _accepts_table(request.headers.get("Accept", "")):
             outs = [self._out(s, o, version) for o in items]

@@ -79,3 +79,22 @@ def test_ingresses_create_list_patch_watch_delete(k8s_client):
     assert seen == [("ADDED", "py-ing")]
     net.delete_namespaced_ingress("py-ing", "default")
     assert net.list_namespaced_ingress("default").items == []
+
+
+def test_paging_with_a_label_selector_returns_every_match(k8s_client):
+    """limit/continue with a selector: no matching object is lost between pages."""
+    v1 = client.CoreV1Api(k8s_client)
+    for i in range(7):
+        svc = _service(f"page-{i}")
+        svc.metadata.labels = {"page": "yes" if i % 2 == 0 else "no"}
+        svc.spec.type = "ClusterIP"
+        v1.create_namespaced_service("default", svc)
+    seen, token = [], None
+    while True:
+        page = v1.list_namespaced_service("default", label_selector="page=yes", limit=3,
+                                          _continue=token)
+        seen += [s.metadata.name for s in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+    assert sorted(seen) == ["page-0", "page-2", "page-4", "page-6"]
