@@ -77,3 +77,73 @@ class ApiServerProcess:
 def require_kubectl():
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed")
+
+
+# ---- whole clusters (`nanokube up`), for the tests that need root ------------------------------
+
+def wait_for(what, predicate, timeout: float = 20.0, interval: float = 0.1):
+    """The first truthy value of predicate(), or AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def leftovers(name: str) -> list[str]:
+    """Namespaces and links of cluster `name` that still exist."""
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found = [line for line in netns.splitlines() if line.startswith(f"nk-{name}-")]
+    return found + [line for line in links.splitlines() if f"nk-{name}" in line]
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class ClusterRun:
+    """One cluster of a test, in its own NANOKUBE_HOME under the test's tmp folder."""
+
+    def __init__(self, tmp: Path, prefix: str = "t"):
+        import os
+        self.name = f"{prefix}{os.getpid() % 100000}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.home = tmp / "home"
+        self.env = dict(os.environ, NANOKUBE_HOME=str(self.home), HOME=str(tmp))
+
+    @property
+    def dir(self) -> Path:
+        return self.home / self.name
+
+    def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "nanokube", "--name", self.name, *args],
+                              capture_output=True, text=True, env=self.env, timeout=timeout,
+                              cwd=ROOT)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"nanokube {args}: {proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def kubectl(self, *args, input=None, check=True) -> subprocess.CompletedProcess:
+        env = dict(self.env, KUBECONFIG=str(self.dir / "kubeconfig"))
+        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env,
+                              input=input, timeout=60)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {args}: {proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def get(self, *args) -> dict:
+        import json
+        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
+
+    def state(self) -> dict:
+        import json
+        return json.loads((self.dir / "cluster.json").read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from harness import ClusterRun, leftovers, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -39,49 +39,8 @@ def service(name: str) -> str:
                                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
 
 
-class Cluster:
-    def __init__(self, tmp: Path):
-        self.name = f"t{os.getpid() % 100000}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        self.env = dict(os.environ, NANOKUBE_HOME=str(tmp / "home"), HOME=str(tmp))
-
-    def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "nanokube", "--name", self.name, *args],
-                              capture_output=True, text=True, env=self.env, timeout=timeout,
-                              cwd=ROOT)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"nanokube {args}: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def kubectl(self, *args, input=None, check=True) -> subprocess.CompletedProcess:
-        env = dict(self.env, KUBECONFIG=str(Path(self.env["NANOKUBE_HOME"]) / self.name /
-                                            "kubeconfig"))
-        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env,
-                              input=input, timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {args}: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def get(self, *args) -> dict:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-
-def wait_for(what, predicate, timeout: float = 20.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def leftovers(name: str) -> list[str]:
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found = [l for l in netns.splitlines() if l.startswith(f"nk-{name}-")]
-    return found + [l for l in links.splitlines() if f"nk-{name}" in l]
+class Cluster(ClusterRun):
+    pass
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +134,10 @@ def test_restart_readiness_and_delete(cluster):
     # Deleting the Deployment removes its pods and their namespaces.
     c.kubectl("delete", "deployment", "probe")
     wait_for("pods gone", lambda: c.get("pods", "-l", "app=probe")["items"] == [], timeout=30)
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     uid = pod["metadata"]["uid"].replace("-", "")[:12]
-    assert f"nk-{c.name}-{uid}" not in netns
+    wait_for("the pod's network namespace gone", lambda: f"nk-{c.name}-{uid}" not in
+             subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout,
+             timeout=10)
 
 
 def test_two_clusters_side_by_side(tmp_path):

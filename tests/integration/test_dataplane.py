@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT
+from harness import ROOT, ClusterRun, alive, leftovers, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft"),
                                 reason="needs root (network namespaces) and nft")
@@ -75,55 +75,10 @@ elif mode == "loop":
 """
 
 
-def wait_for(what, predicate, timeout: float = 20.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-class Cluster:
+class Cluster(ClusterRun):
     def __init__(self, tmp: Path):
-        self.name = f"dp{os.getpid() % 100000}"
-        self.home = tmp / "home"
-        self.env = dict(os.environ, NANOKUBE_HOME=str(self.home), HOME=str(tmp))
-        self.dir = self.home / self.name
+        super().__init__(tmp, prefix="dp")
         self.restarted: list[subprocess.Popen] = []   # agents this test started itself
-
-    def nk(self, *args, check=True, timeout=60) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "nanokube", "--name", self.name, *args],
-                              capture_output=True, text=True, env=self.env, timeout=timeout,
-                              cwd=ROOT)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"nanokube {args}: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def kubectl(self, *args, input=None, check=True) -> subprocess.CompletedProcess:
-        env = dict(self.env, KUBECONFIG=str(self.dir / "kubeconfig"))
-        proc = subprocess.run(["kubectl", *args], capture_output=True, text=True, env=env,
-                              input=input, timeout=60)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {args}: {proc.stdout}\n{proc.stderr}")
-        return proc
-
-    def get(self, *args) -> dict:
-        return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
-
-    def state(self) -> dict:
-        return json.loads((self.dir / "cluster.json").read_text())
 
     def node_ips(self) -> dict[str, str]:
         return {n["name"]: n["ip"] for n in self.state()["network"]["nodes"]}
@@ -176,13 +131,6 @@ class Cluster:
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.dir / "cluster.json")
         return gone - t0
-
-
-def leftovers(name: str) -> list[str]:
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    found = [l for l in netns.splitlines() if l.startswith(f"nk-{name}-")]
-    return found + [l for l in links.splitlines() if f"nk-{name}" in l]
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 import yaml
 
-from test_cluster import AGNHOST, Cluster, leftovers, wait_for
+from harness import leftovers
+from test_cluster import AGNHOST, Cluster
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
