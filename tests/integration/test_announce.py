@@ -93,7 +93,6 @@ def udp(c: Cluster, ip: str, n: int = 1, timeout: float = 2) -> list[str]:
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("announce"))
     c.name = f"an{os.getpid() % 100000}"
-    c.dir = c.home / c.name
     c.stopped = {}                  # node -> (argv, env) of an agent a test stopped
     pids: list[int] = []
     try:

@@ -102,7 +102,6 @@ def controller_pid(c: Cluster) -> int | None:
 def cluster(tmp_path_factory):
     c = Cluster(tmp_path_factory.mktemp("ingress"))
     c.name = f"in{os.getpid() % 100000}"
-    c.dir = c.home / c.name
     pids: list[int] = []
     nginx_pids: list[int] = []
     try:
