@@ -504,13 +504,11 @@ class ApiHandler:
         labels, fields = self._selectors(request, s)
         name = fields.only_name()
         storage = self._storage(s)
-        if name:
-            try:
+        if name and (route.namespace or not s.namespaced):
+            try:    # metadata.name=X names one key: a get, not a list
                 objs = [await storage.get(route.namespace, name)]
             except E.StatusError:
                 objs = []
-            if route.namespace is None and s.namespaced:
-                objs, _, _, _ = await storage.list(None)
         else:
             objs, _, _, _ = await storage.list(route.namespace)
         return [o for o in objs if self._matches(s, labels, fields, o)]

@@ -20,7 +20,7 @@ from aiohttp import web
 from nanokube.api import discovery, errors as E, pki
 from nanokube.api.rest import ApiHandler, json_response, parse_path, status_response
 from nanokube.api.storage import ResourceStorage
-from nanokube.registry.base import ServerConfig
+from nanokube.registry.base import ServerConfig, Strategy
 
 log = logging.getLogger("nanokube.server")
 
@@ -122,7 +122,7 @@ class ApiServer:
 
     async def _restore_allocations(self) -> None:
         for s in self.registry.strategies:
-            if type(s).restore is not type(s).__mro__[-2].restore:
+            if type(s).restore is not Strategy.restore:   # only kinds that allocate
                 objs, _, _, _ = await self.storages[(s.group, s.plural)].list(None)
                 s.restore(objs)
 

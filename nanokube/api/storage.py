@@ -276,7 +276,7 @@ class ResourceStorage:
         old = await self.get(namespace, name)
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != old["metadata"].get("uid"):
-            raise self._conflict(name, ) from None
+            raise self._conflict(name)
         if pre.get("resourceVersion") and pre["resourceVersion"] != old["metadata"]["resourceVersion"]:
             raise self._conflict(name)
         finalizers = list(old["metadata"].get("finalizers") or [])

@@ -92,25 +92,19 @@ def _check_value(spec: dict, value, path: str, struct: str) -> None:
     if kind == "list":
         if not isinstance(value, list):
             _fail(value, struct, path, "[]" + elem_go)
-        for item in value:
-            if item is None:
-                continue
-            if elem_is_type:
-                if not isinstance(item, dict):
-                    _fail(item, struct, path, elem_go)
-                _check_object(t, item, path, struct)
-            elif t in _GO_SCALAR and not _scalar_ok(item, t):
-                _fail(item, struct, path, elem_go)
-        return
-    if kind == "map":
+        items = value
+    elif kind == "map":
         if not isinstance(value, dict):
             _fail(value, struct, path, f"map[string]{elem_go}")
-        for item in value.values():
-            if item is None:
-                continue
-            if elem_is_type:
-                if not isinstance(item, dict):
-                    _fail(item, struct, path, elem_go)
-                _check_object(t, item, path, struct)
-            elif t in _GO_SCALAR and not _scalar_ok(item, t):
+        items = value.values()
+    else:
+        return
+    for item in items:
+        if item is None:
+            continue
+        if elem_is_type:
+            if not isinstance(item, dict):
                 _fail(item, struct, path, elem_go)
+            _check_object(t, item, path, struct)
+        elif t in _GO_SCALAR and not _scalar_ok(item, t):
+            _fail(item, struct, path, elem_go)
