@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nanokube.node.proxy import NftProxier  # noqa: E402
-from nanokube.node.proxy.nft import NftCli  # noqa: E402
+from nanokube.node.proxy.proxier import default_nft  # noqa: E402
 
 KUBE_PROXY = {
     "cold": "3 min 14 s - 5 min 33 s (10k Services x 2 endpoints, PR #130119); 13-17 min at 44k Services",
@@ -49,14 +49,22 @@ def endpoint_slice(i: int, n: int, generation: int = 0) -> dict:
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
 
 
-class RecordingNft(NftCli):
-    """The real nft, keeping the text of the last transaction to replay it as the floor."""
+class RecordingNft:
+    """The proxier's own runner (libnftables), keeping the text of the last transaction to
+    replay it through a plain `nft -f` as the floor."""
 
     last_text = ""
 
+    def __init__(self):
+        self.inner = default_nft()
+
     async def run(self, tx) -> None:
         self.last_text = tx.text()
-        await super().run(tx)
+        await self.inner.run(tx)
+
+    def close(self) -> None:
+        if hasattr(self.inner, "close"):
+            self.inner.close()
 
 
 def nft_file(text: str) -> float:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from .conntrack import ConntrackCleaner, stale_udp_filters
 from .healthcheck import HealthCheckServers, ServiceHealth
 from .model import ProxyModel, ServiceKey, ServicePort
+from .libnft import LibNft
 from .nft import NftCli, Transaction
 from .render import (BASE_CHAINS, PROTOCOLS, STATIC_MAPS, L4PROTOS, ServiceRules, render_service,
                      shared_chain_rules, static_chains)
@@ -68,6 +69,11 @@ class ElementIndex:
         return len(self.claims)
 
 
+def default_nft():
+    """libnftables when the library is there (libnft.py says why), else the `nft` command."""
+    return LibNft() if LibNft.available() else NftCli()
+
+
 PRECREATED_SHARED = 64   # endpoint counts whose shared chains every full sync makes
 
 
@@ -81,7 +87,7 @@ class NftProxier:
         self.cluster_cidr = cluster_cidr
         self.service_cidr = service_cidr
         self.table = table
-        self.nft = nft or NftCli()
+        self.nft = nft or default_nft()
         self.conntrack = conntrack if conntrack is not None else ConntrackCleaner()
         self.healthz_timeout = healthz_timeout
         self.coalesce = coalesce
@@ -132,6 +138,8 @@ class NftProxier:
             self._task = None
         if self.health:
             await self.health.close()
+        if hasattr(self.nft, "close"):
+            self.nft.close()
 
     def on_service(self, event_type: str, svc: dict) -> None:
         self._mark_dirty(self.model.update_service(event_type, svc))
