@@ -3,16 +3,17 @@
 As ingress-nginx's sync loop (reference §3.1): informers on Ingresses, IngressClasses,
 Services, EndpointSlices and Secrets; any change wakes one loop that waits a short debounce
 (50 ms instead of ingress-nginx's ~3 s rate limit), rebuilds the whole model from the caches,
-writes the TLS Secrets' certificates as files, renders nginx.conf and, only when the text or
-a certificate changed, tests the new file with `nginx -t` and reloads NGINX with SIGHUP (new
-workers start, old ones finish their requests: no request is dropped). A configuration that
-fails the test is never installed: the old one keeps serving and a Warning Event says why.
+renders nginx.conf and, only when the text changed, tests the new file with `nginx -t` and
+reloads NGINX with SIGHUP (new workers start, old ones finish their requests). A configuration
+that fails the test is never installed: the old one keeps serving and a Warning Event says why.
 
-Endpoints are not in nginx.conf (see nginx.py): each sync also renders the backends document
-(upstream -> endpoint list), writes it to RUNTIME_DIR/backends.json (read by NGINX at start and
-reload) and, when only it changed, POSTs it to NGINX's /configuration/backends on the local
-status port: no reload, so no keep-alive connection is cut by old workers. If that POST fails,
-a reload (which reads the file) is the fallback.
+Endpoints and certificates are not in nginx.conf (see nginx.py): each sync also renders two
+documents, the backends (upstream -> endpoint list) and the servers (host -> certificate and
+key of its TLS Secret), writes them to RUNTIME_DIR/backends.json and servers.json (read by
+NGINX at start and reload) and, when one changed, POSTs it to NGINX's /configuration/backends
+or /configuration/servers on the local status port: scaling a Service or renewing a
+certificate needs no reload, so no keep-alive connection is cut by old workers. If a POST
+fails, a reload (which reads the files) is the fallback.
 
 Then status: every Ingress this controller owns gets the addresses of its own LoadBalancer
 Service (--publish-service) in status.loadBalancer.ingress; an Ingress it stops owning that
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import os
 import signal
@@ -82,12 +82,12 @@ class Nginx:
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
-    async def post_backends(self, document: str, port: int, timeout: float = 5.0) -> bool:
-        """POST the backends document to NGINX's Lua endpoint (127.0.0.1:port); True on 201."""
+    async def post(self, path: str, document: str, port: int, timeout: float = 5.0) -> bool:
+        """POST a document to NGINX's Lua endpoint (127.0.0.1:port, path); True on 201."""
         if not self.running:
             return False
         body = document.encode()
-        head = (f"POST /configuration/backends HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 f"Connection: close\r\n\r\n").encode()
         writer = None
@@ -98,13 +98,13 @@ class Nginx:
             await writer.drain()
             status = await asyncio.wait_for(reader.readline(), timeout)
         except (OSError, asyncio.TimeoutError) as e:
-            log.warning("posting backends to nginx: %s", e)
+            log.warning("posting %s to nginx: %s", path, e)
             return False
         finally:
             if writer is not None:
                 writer.close()
         if status.split(b" ")[1:2] != [b"201"]:
-            log.warning("nginx refused the backends: %s", status.decode(errors="replace").strip())
+            log.warning("nginx refused %s: %s", path, status.decode(errors="replace").strip())
             return False
         return True
 
@@ -198,10 +198,10 @@ class IngressController:
                  https_port: int = 443, status_port: int = 10254,
                  debounce: float = DEBOUNCE_SECONDS, recorder: EventRecorder | None = None,
                  build: Callable | None = None, render: Callable | None = None,
-                 owns: Callable | None = None, backends: Callable | None = None):
+                 owns: Callable | None = None, backends: Callable | None = None,
+                 servers: Callable | None = None):
         self.client = client
         self.runtime_dir = runtime_dir
-        self.cert_dir = os.path.join(runtime_dir, "certs")
         self.default_cert = default_cert
         self.nginx = nginx or Nginx(runtime_dir)
         self.class_name = class_name
@@ -218,7 +218,10 @@ class IngressController:
             from nanokube.ingress.nginx import render
         if backends is None:
             from nanokube.ingress.nginx import backends_json as backends
+        if servers is None:
+            from nanokube.ingress.nginx import servers_json as servers
         self.build, self.render, self._owns, self.backends = build, render, owns, backends
+        self.servers = servers
         self.informers: dict[str, Informer] = {
             plural: informers.informer(group, version, plural)
             for plural, (group, version) in WATCHED.items()}
@@ -226,11 +229,12 @@ class IngressController:
             informer.add_handler(self._secret_changed if plural == "secrets" else self._changed)
         self._dirty = asyncio.Event()
         self._dirty.set()                   # the first sync writes the first configuration
-        self.applied: str | None = None     # the text (and cert digest) NGINX runs with
+        self.applied: str | None = None     # the text NGINX runs with
         self.rejected: str | None = None    # the last text that failed `nginx -t`
         self.reloads = 0
         self.backend_updates = 0            # endpoint changes applied without a reload
-        self.posted: str | None = None      # the backends document NGINX has
+        self.certificate_updates = 0        # certificate changes applied without a reload
+        self.posted: dict[str, str] = {}    # document name -> the text NGINX has
         self._recorded: set[tuple] = set()  # model Events already recorded
         self.synced = asyncio.Event()       # set after the first successful apply
 
@@ -272,53 +276,30 @@ class IngressController:
         config = self.build(ingresses, self._list("services"), self._list("endpointslices"),
                             secrets, self.class_name, self.controller_class,
                             self._list("ingressclasses"))
-        cert_paths, digest = self.write_certificates(config)
         http_port, https_port, status_port = self.ports
-        text = self.render(config, self.runtime_dir, cert_paths, self.default_cert,
+        text = self.render(config, self.runtime_dir, self.default_cert,
                            http_port, https_port, status_port)
-        document = self.backends(config)
-        self.write_backends(document)      # first: a reload below reads it
-        reloaded = await self.apply(text, digest)
-        await self.update_backends(document, reloaded)
+        documents = {"backends": self.backends(config),
+                     "servers": self.servers(config, self.secret_pem)}
+        self.write_documents(documents)      # first: a reload below reads them
+        reloaded = await self.apply(text)
+        await self.update_documents(documents, reloaded)
         await self.record_events(config.events)
         await self.update_status(ingresses)
 
-    def write_certificates(self, config) -> tuple[dict[str, tuple[str, str]], str]:
-        """Write the certificate and key of every TLS Secret the servers use (mode 0600);
-        returns their paths and a digest of their contents (a renewed certificate keeps its
-        path but must still reload NGINX)."""
-        os.makedirs(self.cert_dir, mode=0o700, exist_ok=True)
-        wanted = {s.tls_secret for s in config.servers if getattr(s, "tls_secret", None)}
-        paths: dict[str, tuple[str, str]] = {}
-        digest = hashlib.sha256()
-        for key in sorted(wanted):
-            secret = self.informers["secrets"].get(key)
-            pem = secret_pem(secret) if secret else None
-            if pem is None:
-                continue                # the model falls back to the default certificate
-            base = os.path.join(self.cert_dir, key.replace("/", "_"))
-            crt_path, key_path = base + ".crt", base + ".key"
-            for path, data in ((crt_path, pem[0]), (key_path, pem[1])):
-                if not _same_content(path, data):
-                    write_atomically(path, data, 0o600)
-            paths[key] = (crt_path, key_path)
-            digest.update(key.encode() + b"\0" + pem[0] + b"\0" + pem[1] + b"\0")
-        for name in os.listdir(self.cert_dir):   # certificates no longer used
-            path = os.path.join(self.cert_dir, name)
-            if not any(path in pair for pair in paths.values()):
-                os.unlink(path)
-        return paths, digest.hexdigest()
+    def secret_pem(self, key: str) -> tuple[bytes, bytes] | None:
+        secret = self.informers["secrets"].get(key)
+        return secret_pem(secret) if secret else None
 
-    async def apply(self, text: str, cert_digest: str = "") -> bool:
+    async def apply(self, text: str) -> bool:
         """Install and load a rendered configuration if it differs from the running one."""
-        state = f"{cert_digest}\n{text}"
-        if state == self.applied or state == self.rejected:
+        if text == self.applied or text == self.rejected:
             return False
         candidate = os.path.join(self.runtime_dir, "nginx.conf.candidate")
         write_atomically(candidate, text.encode())
         ok, output = await self.nginx.test(candidate)
         if not ok:
-            self.rejected = state
+            self.rejected = text
             os.unlink(candidate)
             log.warning("new configuration rejected by nginx -t; keeping the old one: %s",
                         output)
@@ -326,7 +307,7 @@ class IngressController:
                                 f"failed nginx -t and was not applied: {output[-900:]}")
             return False
         os.replace(candidate, self.nginx.conf_path)      # atomic: NGINX reads whole files
-        self.applied = state
+        self.applied = text
         self.rejected = None
         if self.nginx.reload():
             self.reloads += 1
@@ -334,32 +315,42 @@ class IngressController:
         self.synced.set()
         return True
 
-    def write_backends(self, document: str) -> None:
-        path = os.path.join(self.runtime_dir, "backends.json")
-        if not _same_content(path, document.encode()):
-            write_atomically(path, document.encode())
+    def write_documents(self, documents: dict[str, str]) -> None:
+        """backends.json and servers.json (private keys: mode 0600, the folder too)."""
+        for name, document in documents.items():
+            path = os.path.join(self.runtime_dir, f"{name}.json")
+            if not _same_content(path, document.encode()):
+                write_atomically(path, document.encode(), 0o600)
 
-    async def update_backends(self, document: str, reloaded: bool) -> None:
-        """Give NGINX the endpoint lists without a reload. After a reload too (the file read
-        by the reload is the same document; the POST only makes sure of it)."""
-        if document == self.posted and not reloaded:
-            return
-        if not self.nginx.running:
-            self.posted = None      # NGINX will read backends.json when it starts
-            return
-        if await self.nginx.post_backends(document, self.ports[2]):
-            if not reloaded:
-                self.backend_updates += 1
-                log.info("endpoints changed: backends posted to nginx, no reload (%d)",
-                         self.backend_updates)
-            self.posted = document
-        elif reloaded:
-            self.posted = document  # the reload read backends.json
-        elif self.nginx.reload():
-            # NGINX did not take the POST: a reload reads backends.json instead
-            self.reloads += 1
-            self.posted = document
-            log.warning("backends POST failed: nginx reloaded (%d)", self.reloads)
+    async def update_documents(self, documents: dict[str, str], reloaded: bool) -> None:
+        """Give NGINX the endpoint lists and certificates without a reload. After a reload
+        too (the files read by the reload are the same documents; the POST makes sure)."""
+        for name, document in documents.items():
+            if document == self.posted.get(name) and not reloaded:
+                continue
+            if not self.nginx.running:
+                self.posted.pop(name, None)  # NGINX will read the file when it starts
+                continue
+            if await self.nginx.post(f"/configuration/{name}", document, self.ports[2]):
+                if not reloaded:
+                    self._count_update(name)
+                self.posted[name] = document
+            elif reloaded:
+                self.posted[name] = document  # the reload read the file
+            elif self.nginx.reload():
+                # NGINX did not take the POST: a reload reads the file instead
+                self.reloads += 1
+                self.posted[name] = document
+                log.warning("%s POST failed: nginx reloaded (%d)", name, self.reloads)
+
+    def _count_update(self, name: str) -> None:
+        if name == "backends":
+            self.backend_updates += 1
+            log.info("endpoints changed: posted to nginx, no reload (%d)", self.backend_updates)
+        else:
+            self.certificate_updates += 1
+            log.info("certificates changed: posted to nginx, no reload (%d)",
+                     self.certificate_updates)
 
     async def warn_all(self, reason: str, message: str) -> None:
         for ing in self._list("ingresses"):

@@ -28,6 +28,13 @@ MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so",
 BACKENDS_FILE = "backends.json"
 BACKENDS_PATH = "/configuration/backends"
 LUA_DICT = "nk_backends"
+SERVERS_FILE = "servers.json"        # host -> certificate and key (PEM), mode 0600
+SERVERS_PATH = "/configuration/servers"
+CERTS_DICT = "nk_certs"
+# The local server that answers 503 for a backend without ready endpoints (plain and TLS, for
+# backend-protocol HTTPS), on the status port of two more loopback addresses.
+UNAVAILABLE = "127.240.0.1"
+UNAVAILABLE_TLS = "127.240.0.2"
 
 # The balancer, defined once per NGINX (init_by_lua, package "nanokube"). The dict maps a
 # backend name to the JSON list of its [ip, port] peers; each worker caches the decoded list.
@@ -35,61 +42,80 @@ LUA_DICT = "nk_backends"
 LUA = """
 local cjson = require "cjson.safe"
 local balancer = require "ngx.balancer"
+local ssl = require "ngx.ssl"
 local dict = ngx.shared.nk_backends
-local nk = {}
-local cache = {}
+local certs = ngx.shared.nk_certs
+local VERSION = "_version"
+local nk = {unavailable = 0}
+local cache, cache_version = {}, -1
+local parsed, parsed_version = {}, -1
 local turn = {}
 
-function nk.store(doc)
-    for _, name in ipairs(dict:get_keys(0)) do
-        if doc[name] == nil then dict:delete(name) end
-    end
-    for name, peers in pairs(doc) do
-        if type(name) ~= "string" or type(peers) ~= "table" then
-            return false, "bad backend " .. tostring(name)
+-- Replace a whole document (name -> JSON-able value) in a shared dict; the version key
+-- tells every worker to drop its decoded copies. Keys never start with "_" (they are
+-- "namespace-service-port" names or host names).
+local function replace(shared, doc, check)
+    for name, value in pairs(doc) do
+        if type(name) ~= "string" or name == VERSION or not check(value) then
+            return false, "bad entry " .. tostring(name)
         end
-        local ok, err = dict:set(name, cjson.encode(peers))
+    end
+    for _, name in ipairs(shared:get_keys(0)) do
+        if name ~= VERSION and doc[name] == nil then shared:delete(name) end
+    end
+    for name, value in pairs(doc) do
+        local ok, err = shared:set(name, cjson.encode(value))
         if not ok then return false, err end
     end
+    shared:incr(VERSION, 1, 0)
     return true
 end
 
-function nk.load(path)
+local function is_peer_list(v) return type(v) == "table" end
+local function is_pem_pair(v)
+    return type(v) == "table" and type(v.cert) == "string" and type(v.key) == "string"
+end
+
+function nk.store(doc) return replace(dict, doc, is_peer_list) end
+function nk.store_certs(doc) return replace(certs, doc, is_pem_pair) end
+
+function nk.load(path, store)
     local f = io.open(path, "rb")
     if not f then return end
     local doc = cjson.decode(f:read("*a"))
     f:close()
-    if type(doc) == "table" then nk.store(doc) end
+    if type(doc) == "table" then (store or nk.store)(doc) end
 end
 
+-- A per-worker decoded copy, dropped when the version moves: one shared-dict read of a
+-- number per request, no JSON decoding.
 local function peers(name)
-    local raw = dict:get(name)
-    if not raw then return nil end
-    local c = cache[name]
-    if not c or c.raw ~= raw then
-        c = {raw = raw, list = cjson.decode(raw) or {}}
-        cache[name] = c
+    local v = dict:get(VERSION) or 0
+    if v ~= cache_version then cache, cache_version = {}, v end
+    local list = cache[name]
+    if list == nil then
+        local raw = dict:get(name)
+        list = raw and cjson.decode(raw) or false
+        cache[name] = list
     end
-    return c.list
-end
-
--- access phase: no ready endpoint is a 503, as with ingress-nginx
-function nk.check(name)
-    local list = peers(name)
-    if not list or #list == 0 then return ngx.exit(503) end
+    return list
 end
 
 -- balancer phase: round-robin per worker, or by the affinity key (rendezvous hashing: an
 -- endpoint change only moves the keys of the endpoints that went away); a retry (after a
--- connection error) goes round-robin to the next endpoint
-function nk.balance(name, key)
+-- connection error) goes round-robin to the next endpoint. No ready endpoint: the local
+-- "unavailable" server answers 503, as ingress-nginx does.
+function nk.balance(name, key, tls)
     local list = peers(name)
     if not list or #list == 0 then
-        ngx.log(ngx.ERR, "no endpoints for ", name)
+        local ok, err = balancer.set_current_peer(tls and "127.240.0.2" or "127.240.0.1",
+                                                  nk.unavailable)
+        if not ok then ngx.log(ngx.ERR, "unavailable peer: ", err) end
         return
     end
+    local retry = balancer.get_last_failure()
     local peer
-    if key and key ~= "" and not ngx.ctx.nk_tried then
+    if key and key ~= "" and not retry then
         local best = -1
         for _, p in ipairs(list) do
             local h = ngx.crc32_long(key .. "@" .. p[1] .. ":" .. p[2])
@@ -100,15 +126,52 @@ function nk.balance(name, key)
         turn[name] = i
         peer = list[i]
     end
-    if not ngx.ctx.nk_tried then
-        ngx.ctx.nk_tried = true
-        if #list > 1 then balancer.set_more_tries(math.min(#list - 1, 2)) end
-    end
+    if not retry and #list > 1 then balancer.set_more_tries(math.min(#list - 1, 2)) end
     local ok, err = balancer.set_current_peer(peer[1], peer[2])
     if not ok then ngx.log(ngx.ERR, "peer for ", name, ": ", err) end
 end
 
-function nk.configure()
+-- TLS certificates by SNI, without a reload: host (or "*.domain") -> {cert, key} PEM, parsed
+-- once per worker and version. Not cached when missing, so unknown names cost no memory.
+local function certificate_for(host)
+    local v = certs:get(VERSION) or 0
+    if v ~= parsed_version then parsed, parsed_version = {}, v end
+    local c = parsed[host]
+    if c then return c end
+    local raw = certs:get(host)
+    local pair = raw and cjson.decode(raw)
+    if not pair then return nil end
+    local crt, err = ssl.parse_pem_cert(pair.cert)
+    local key, kerr = ssl.parse_pem_priv_key(pair.key)
+    if not crt or not key then
+        ngx.log(ngx.ERR, "certificate for ", host, ": ", err or kerr)
+        return nil
+    end
+    c = {crt, key}
+    parsed[host] = c
+    return c
+end
+
+function nk.certificate()
+    local name = ssl.server_name()
+    if not name then return end
+    name = string.lower(name)
+    local c = certificate_for(name)
+    if not c then
+        local dot = string.find(name, ".", 1, true)
+        if dot then c = certificate_for("*" .. string.sub(name, dot)) end
+    end
+    if not c then return end          -- the server block default certificate
+    local ok, err = ssl.clear_certs()
+    if ok then ok, err = ssl.set_cert(c[1]) end
+    if ok then ok, err = ssl.set_priv_key(c[2]) end
+    if not ok then
+        ngx.log(ngx.ERR, "certificate for ", name, ": ", err)
+        return ngx.exit(ngx.ERROR)
+    end
+end
+
+function nk.configure(store)
     if ngx.req.get_method() ~= "POST" then return ngx.exit(405) end
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
@@ -126,8 +189,8 @@ function nk.configure()
         ngx.say("not a JSON object")
         return
     end
-    local ok, err = nk.store(doc)
-    ngx.status = ok and 201 or 500
+    local ok, err = store(doc)
+    ngx.status = ok and 201 or 400
     ngx.say(ok and "ok" or err)
 end
 
@@ -141,9 +204,14 @@ def _file(path: str) -> str:
     return path
 
 
-def upstream_name(backend: Backend, cookie: str | None = None) -> str:
+def upstream_name(backend: Backend, cookie: str | None = None, tls: bool = False) -> str:
+    """`ns-svc-port` (the backends document's key), with `-affinity-<cookie>` for cookie
+    affinity and `-tls` for backend-protocol HTTPS (each such upstream balances the same
+    endpoints: only the key and where a request without endpoints goes differ)."""
     name = f"{backend.namespace}-{backend.service}-{backend.port}"
-    return f"{name}-affinity-{cookie}" if cookie else name
+    if cookie:
+        name += f"-affinity-{cookie}"
+    return name + "-tls" if tls else name
 
 
 def server_name(host: str) -> str:
@@ -175,9 +243,10 @@ class _Writer:
         return "\n".join(self.lines) + "\n"
 
 
-def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, str]],
-           default_cert: tuple[str, str], listen_http: int = 80, listen_https: int = 443,
-           status_port: int = 10254) -> str:
+def render(config: Config, runtime_dir: str, default_cert: tuple[str, str],
+           listen_http: int = 80, listen_https: int = 443, status_port: int = 10254) -> str:
+    """nginx.conf. Certificates are not in it: every server starts with the default one and
+    ssl_certificate_by_lua picks the host's own from the servers document (servers())."""
     rt = _file(runtime_dir.rstrip("/") or "/")
     for port in (listen_http, listen_https, status_port):
         if not (isinstance(port, int) and 0 < port < 65536):
@@ -230,10 +299,13 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     w.line('lua_package_path "/usr/share/lua/5.1/?.lua;;";')
     w.line('lua_package_cpath "/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;;";')
     w.line(f"lua_shared_dict {LUA_DICT} 16m;")
+    w.line(f"lua_shared_dict {CERTS_DICT} 32m;")
     w.open("init_by_lua_block")
     for line in LUA.strip().splitlines():
         w.line(line)
+    w.line(f"nk.unavailable = {status_port}")
     w.line(f'nk.load("{rt}/{BACKENDS_FILE}")')
+    w.line(f'nk.load("{rt}/{SERVERS_FILE}", nk.store_certs)')
     w.close()
     _upstreams(w, config)
 
@@ -241,7 +313,7 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     if not any(s.host == "" for s in servers):
         servers.insert(0, Server(""))
     for server in servers:
-        _server(w, config, server, cert_paths, default_cert, listen_http, listen_https, redirect)
+        _server(w, config, server, default_cert, listen_http, listen_https, redirect)
 
     w.open("server")
     w.line(f"listen {status_port};")
@@ -251,17 +323,28 @@ def render(config: Config, runtime_dir: str, cert_paths: dict[str, tuple[str, st
     w.open("location = /nginx_status")
     w.line("stub_status;")
     w.close()
-    w.open(f"location = {BACKENDS_PATH}")
-    # only the controller, from inside the pod
-    w.line("allow 127.0.0.1;")
-    w.line("allow ::1;")
-    w.line("deny all;")
-    w.line("client_max_body_size 64m;")
-    w.line("client_body_buffer_size 64m;")
-    w.line('content_by_lua_block { require("nanokube").configure() }')
-    w.close()
+    for path, store in ((BACKENDS_PATH, "store"), (SERVERS_PATH, "store_certs")):
+        w.open(f"location = {path}")
+        # only the controller, from inside the pod
+        w.line("allow 127.0.0.1;")
+        w.line("allow ::1;")
+        w.line("deny all;")
+        w.line("client_max_body_size 64m;")
+        w.line("client_body_buffer_size 64m;")
+        w.line(f'content_by_lua_block {{ local nk = require("nanokube") nk.configure(nk.{store}) }}')
+        w.close()
     w.open("location /")
     w.line("return 404;")
+    w.close()
+    w.close()
+
+    w.open("server")
+    w.line(f"listen {UNAVAILABLE}:{status_port};")
+    w.line(f"listen {UNAVAILABLE_TLS}:{status_port} ssl;")
+    w.line(f"ssl_certificate {_file(default_cert[0])};")
+    w.line(f"ssl_certificate_key {_file(default_cert[1])};")
+    w.open("location /")
+    w.line("return 503;")
     w.close()
     w.close()
     w.close()
@@ -287,20 +370,42 @@ def backends_json(config: Config) -> str:
     return json.dumps(backends(config), sort_keys=True, separators=(",", ":"))
 
 
+def servers(config: Config, pem_of) -> dict[str, dict[str, str]]:
+    """The certificates NGINX picks by SNI: host -> {"cert", "key"} (PEM text), for every
+    server whose TLS Secret is usable; `pem_of(secret_key)` gives (cert, key) bytes or None.
+    Hosts left out get the default certificate."""
+    out: dict[str, dict[str, str]] = {}
+    for server in config.servers:
+        pem = pem_of(server.tls_secret) if server.tls_secret and server.host else None
+        if pem:
+            out[server.host] = {"cert": pem[0].decode("ascii", "replace"),
+                                "key": pem[1].decode("ascii", "replace")}
+    return out
+
+
+def servers_json(config: Config, pem_of) -> str:
+    """servers(config, pem_of) as the canonical text written to servers.json and POSTed."""
+    return json.dumps(servers(config, pem_of), sort_keys=True, separators=(",", ":"))
+
+
+def _tls(loc: Location) -> bool:
+    return loc.settings.get("backend-protocol", "HTTP") == "HTTPS"
+
+
 def _affinity_cookie(loc: Location) -> str | None:
     return loc.settings.get("session-cookie-name") if loc.settings.get("affinity") == "cookie" else None
 
 
 def _upstreams(w: _Writer, config: Config):
-    wanted: dict[str, tuple[Backend, str | None]] = {}
+    wanted: dict[str, tuple[Backend, str | None, bool]] = {}
     for server in config.servers:
         for loc in server.locations:
             if loc.backend:
-                cookie = _affinity_cookie(loc)
-                wanted[upstream_name(loc.backend, cookie)] = (loc.backend, cookie)
+                cookie, tls = _affinity_cookie(loc), _tls(loc)
+                wanted[upstream_name(loc.backend, cookie, tls)] = (loc.backend, cookie, tls)
     if config.default_backend:
-        wanted[upstream_name(config.default_backend)] = (config.default_backend, None)
-    for cookie in sorted({c for _, c in wanted.values() if c}):
+        wanted[upstream_name(config.default_backend)] = (config.default_backend, None, False)
+    for cookie in sorted({c for _, c, _ in wanted.values() if c}):
         # The cookie's value keys the balancer's hash; a client without one gets a fresh key
         # (set as the cookie below), so it sticks to one endpoint from then on.
         w.open(f"map $cookie_{cookie} $nk_affinity_{cookie}")
@@ -308,27 +413,28 @@ def _upstreams(w: _Writer, config: Config):
         w.line(f"default $cookie_{cookie};")
         w.close()
     for name in sorted(wanted):
-        backend, cookie = wanted[name]
+        backend, cookie, tls = wanted[name]
         key = f"ngx.var.nk_affinity_{cookie}" if cookie else "nil"
         w.open(f"upstream {name}")
         w.line("server 0.0.0.1;     # placeholder: the balancer sets the peer")
         w.line("balancer_by_lua_block { require(\"nanokube\").balance("
-               f"\"{upstream_name(backend)}\", {key}) }}")
+               f"\"{upstream_name(backend)}\", {key}{', true' if tls else ''}) }}")
         w.line("keepalive 64;")
         w.line("keepalive_requests 10000;")
         w.close()
 
 
-def _server(w, config, server, cert_paths, default_cert, listen_http, listen_https, redirect):
+def _server(w, config, server, default_cert, listen_http, listen_https, redirect):
     catch_all = server.host == ""
     w.open("server")
     suffix = " default_server" if catch_all else ""
     w.line(f"listen {listen_http}{suffix};")
     w.line(f"listen {listen_https} ssl{suffix};")
     w.line(f"server_name {server_name(server.host)};")
-    crt, key = cert_paths.get(server.tls_secret, default_cert) if server.tls_secret else default_cert
+    crt, key = default_cert
     w.line(f"ssl_certificate {_file(crt)};")
     w.line(f"ssl_certificate_key {_file(key)};")
+    w.line('ssl_certificate_by_lua_block { require("nanokube").certificate() }')
     seen: set[str] = set()
     has_root = False
     for loc in sorted(server.locations, key=location_order):
@@ -395,7 +501,5 @@ def _proxy(w: _Writer, backend: Backend | None, cookie: str | None, missing: int
     if backend is None:
         w.line(f"return {missing};")
     else:
-        # a backend without ready endpoints is a 503 (ingress-nginx), decided per request
-        w.line(f'access_by_lua_block {{ require("nanokube").check("{upstream_name(backend)}") }}')
-        scheme = "https" if protocol == "HTTPS" else "http"
-        w.line(f"proxy_pass {scheme}://{upstream_name(backend, cookie)};")
+        tls = protocol == "HTTPS"
+        w.line(f"proxy_pass {'https' if tls else 'http'}://{upstream_name(backend, cookie, tls)};")

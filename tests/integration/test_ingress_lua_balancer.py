@@ -157,7 +157,7 @@ async def test_scaling_under_keepalive_load_needs_no_reload(tmp_path):
             rv += 1
             c.informers["endpointslices"].write_through(endpointslice(IPS[:n], port, rv))
             await c.sync()
-            assert c.posted == (tmp_path / "backends.json").read_text()
+            assert c.posted["backends"] == (tmp_path / "backends.json").read_text()
             await asyncio.sleep(0.1)
         stop.set()
         await asyncio.gather(*loops)
@@ -176,8 +176,8 @@ async def test_scaling_under_keepalive_load_needs_no_reload(tmp_path):
             assert code == want and (want != 200 or body == IPS[2])
         assert c.reloads == reloads and workers(nginx.proc.pid) == before
         # the configuration endpoint refuses garbage and keeps the old endpoints
-        assert json.loads(c.posted) == {"default-web-80": [[IPS[2], port]]}
-        assert not await nginx.post_backends("[1, 2", status)
+        assert json.loads(c.posted["backends"]) == {"default-web-80": [[IPS[2], port]]}
+        assert not await nginx.post("/configuration/backends", "[1, 2", status)
         reader, writer = await asyncio.open_connection("127.0.0.1", http)
         assert await get(reader, writer) == (200, IPS[2])
         writer.close()

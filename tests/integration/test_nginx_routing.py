@@ -153,9 +153,11 @@ async def test_routing_tls_redirect_headers_and_hostile_ingress(world, tmp_path)
     http, https, status = free_port(), free_port(), free_port()
     certs = {"default/foo-tls": make_cert(tmp_path, "foo", "foo.com")}
     default = make_cert(tmp_path, "fake", "ingress.local")
-    ngx.write(nginx.render(config, str(tmp_path), certs, default, http, https, status))
-    # the endpoints, not in nginx.conf: read by NGINX at start (the controller also POSTs them)
+    ngx.write(nginx.render(config, str(tmp_path), default, http, https, status))
+    # endpoints and certificates, not in nginx.conf: read by NGINX at start (the controller
+    # also POSTs them)
     (tmp_path / nginx.BACKENDS_FILE).write_text(nginx.backends_json(config))
+    (tmp_path / nginx.SERVERS_FILE).write_text(nginx.servers_json(config, pem_of(certs)))
     assert ngx.test_config().returncode == 0
     ngx.start()
     for _ in range(50):
@@ -202,6 +204,16 @@ async def test_routing_tls_redirect_headers_and_hostile_ingress(world, tmp_path)
     assert (await route("evil.com", "/a", "http"))[:2] == (404, None)
 
 
+def pem_of(certs: dict[str, tuple[str, str]]):
+    """The controller's Secret lookup, from certificate files: secret key -> (crt, key) PEM."""
+    def lookup(key):
+        if key not in certs:
+            return None
+        crt, k = certs[key]
+        return open(crt, "rb").read(), open(k, "rb").read()
+    return lookup
+
+
 async def test_tls_certificate_chosen_by_sni(world, tmp_path):
     servers, ngx = world
     secrets = [{"metadata": {"name": "foo-tls", "namespace": "default"}, "type": "kubernetes.io/tls"}]
@@ -211,8 +223,9 @@ async def test_tls_certificate_chosen_by_sni(world, tmp_path):
                                    {"hosts": ["bar.com"]}])], [], [], secrets)
     http, https, status = free_port(), free_port(), free_port()
     certs = {"default/foo-tls": make_cert(tmp_path, "foo", "foo.com")}
-    ngx.write(nginx.render(config, str(tmp_path), certs, make_cert(tmp_path, "fake", "fake.local"),
+    ngx.write(nginx.render(config, str(tmp_path), make_cert(tmp_path, "fake", "fake.local"),
                            http, https, status))
+    (tmp_path / nginx.SERVERS_FILE).write_text(nginx.servers_json(config, pem_of(certs)))
     ngx.start()
 
     def subject(sni):
@@ -228,6 +241,27 @@ async def test_tls_certificate_chosen_by_sni(world, tmp_path):
     assert "CN = foo.com" in subject("foo.com")
     assert "CN = fake.local" in subject("bar.com")
     assert "CN = fake.local" in subject("other.com")
+    # A renewed certificate and a new one arrive by POST: served at once by the same workers.
+    workers = sorted(open(f"/proc/{ngx.proc.pid}/task/{ngx.proc.pid}/children").read().split())
+    renewed = {"default/foo-tls": make_cert(tmp_path, "foo2", "renewed.foo.com"),
+               "default/bar-tls": make_cert(tmp_path, "bar", "bar.com")}
+    doc = nginx.servers_json(model.build(
+        [ing("t", [r("foo.com", ("/", "Prefix", "a")), r("bar.com", ("/", "Prefix", "a"))],
+             "2024-01-01T00:00:00Z", tls=[{"hosts": ["foo.com"], "secretName": "foo-tls"},
+                                          {"hosts": ["bar.com"], "secretName": "bar-tls"}])],
+        [], [], secrets + [{"metadata": {"name": "bar-tls", "namespace": "default"},
+                            "type": "kubernetes.io/tls"}]), pem_of(renewed))
+    code, _, _ = await curl(f"http://127.0.0.1:{status}/configuration/servers", "127.0.0.1",
+                            status, "-X", "POST", "--data-binary", doc)
+    assert code == 201
+    assert "CN = renewed.foo.com" in subject("foo.com")
+    assert "CN = bar.com" in subject("bar.com")
+    assert "CN = fake.local" in subject("other.com")
+    assert sorted(open(f"/proc/{ngx.proc.pid}/task/{ngx.proc.pid}/children").read().split()) \
+        == workers                                           # no reload
+    code, _, _ = await curl(f"http://127.0.0.1:{status}/configuration/servers", "127.0.0.1",
+                            status, "-X", "POST", "--data-binary", '{"x.com": "not a pair"}')
+    assert code == 400 and "CN = bar.com" in subject("bar.com")    # garbage changes nothing
     # service "a" has no Service object -> 503 from NGINX
     code, _, _ = await curl(f"https://foo.com:{https}/", "foo.com", https)
     assert code == 503

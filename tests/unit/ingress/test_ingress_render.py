@@ -17,7 +17,7 @@ CERT = ("/tmp/nk-none/tls.crt", "/tmp/nk-none/tls.key")
 def render(*ings, secrets=()):
     config = model.build(list(ings), [service("web")], [endpointslice("web", ["10.0.0.1"])],
                          list(secrets))
-    return config, nginx.render(config, "/tmp/nk-run", {}, CERT, 8080, 8443, 10254)
+    return config, nginx.render(config, "/tmp/nk-run", CERT, 8080, 8443, 10254)
 
 
 def test_location_scheme():
@@ -32,7 +32,7 @@ def test_location_scheme():
                  "location = /configuration/backends {",
                  "location = /healthz {", "listen 10254;", "return 404;"):
         assert line in text, line
-    assert text.count("location / {") == 3      # foo.com, the default server (404), status
+    assert text.count("location / {") == 4      # foo.com, the default server (404), status, 503
 
 
 def test_wildcard_server_name_one_label_and_regex_location():
@@ -48,7 +48,7 @@ def test_endpoints_stay_out_of_the_config_and_go_to_the_backends_document():
     one = model.build([ing], [service("web")], [endpointslice("web", ["10.0.0.1"])], [])
     two = model.build([ing], [service("web")], [endpointslice("web", ["10.0.0.1", "10.0.0.2"])], [])
     none = model.build([ing], [service("web")], [], [])
-    texts = {nginx.render(c, "/tmp/nk-run", {}, CERT) for c in (one, two, none)}
+    texts = {nginx.render(c, "/tmp/nk-run", CERT) for c in (one, two, none)}
     assert len(texts) == 1 and "10.0.0." not in texts.pop()     # scaling needs no reload
     assert nginx.backends(one) == {"default-web-80": [["10.0.0.1", 8080]]}
     assert nginx.backends(two) == {"default-web-80": [["10.0.0.1", 8080], ["10.0.0.2", 8080]]}
@@ -58,9 +58,34 @@ def test_endpoints_stay_out_of_the_config_and_go_to_the_backends_document():
 
 def test_backend_without_endpoints_is_503():
     config = model.build([ingress("i", rule("foo.com", path("/", service="gone")))], [], [], [])
-    text = nginx.render(config, "/tmp/nk-run", {}, CERT)
-    assert 'access_by_lua_block { require("nanokube").check("default-gone-80") }' in text
+    text = nginx.render(config, "/tmp/nk-run", CERT)
+    # the balancer sends a request without endpoints to the local server that answers 503
+    assert "listen 127.240.0.1:10254;" in text and "listen 127.240.0.2:10254 ssl;" in text
+    assert "nk.unavailable = 10254" in text and "return 503;" in text
     assert nginx.backends(config) == {"default-gone-80": []}
+
+
+def test_https_backend_has_its_own_upstream():
+    _, text = render(ingress("i", rule("foo.com", path("/")),
+                             annotations={P + "backend-protocol": "HTTPS"}))
+    assert "proxy_pass https://default-web-80-tls;" in text
+    assert ('balancer_by_lua_block { require("nanokube").balance("default-web-80", nil, true) }'
+            in text)
+
+
+def test_certificates_go_to_the_servers_document_not_the_config():
+    secret = {"metadata": {"name": "foo-tls", "namespace": "default"}, "type": "kubernetes.io/tls"}
+    config, text = render(ingress("i", rule("foo.com", path("/")),
+                                  tls=[{"hosts": ["foo.com"], "secretName": "foo-tls"}]),
+                          secrets=[secret])
+    assert 'ssl_certificate_by_lua_block { require("nanokube").certificate() }' in text
+    assert "location = /configuration/servers {" in text
+    assert f"ssl_certificate {CERT[0]};" in text and "foo-tls" not in text
+    pems = {"default/foo-tls": (b"-----BEGIN CERTIFICATE-----\n", b"-----BEGIN KEY-----\n")}
+    assert nginx.servers(config, pems.get) == {
+        "foo.com": {"cert": "-----BEGIN CERTIFICATE-----\n", "key": "-----BEGIN KEY-----\n"}}
+    assert nginx.servers(config, {}.get) == {}           # no usable Secret: the default one
+    assert json.loads(nginx.servers_json(config, pems.get)) == nginx.servers(config, pems.get)
 
 
 def test_affinity_upstream_balances_by_the_cookie_key():
@@ -120,7 +145,7 @@ def test_hostile_config_passes_nginx_t(tmp_path):
                    check=True, capture_output=True)
     config = model.build([ingress("good", rule("good.com", path("/ok"))), *hostile_ingresses()],
                          [service("web")], [endpointslice("web", ["10.0.0.1"])], [])
-    text = nginx.render(config, str(tmp_path), {}, (str(tmp_path / "c"), str(tmp_path / "k")),
+    text = nginx.render(config, str(tmp_path), (str(tmp_path / "c"), str(tmp_path / "k")),
                         18080, 18443, 18254)
     (tmp_path / "nginx.conf").write_text(text)
     result = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
@@ -130,4 +155,4 @@ def test_hostile_config_passes_nginx_t(tmp_path):
 
 def test_unsafe_controller_paths_rejected():
     with pytest.raises(ValueError):
-        nginx.render(model.Config(), "/tmp/x;y", {}, CERT)
+        nginx.render(model.Config(), "/tmp/x;y", CERT)

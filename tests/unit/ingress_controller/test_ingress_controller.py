@@ -72,11 +72,16 @@ def backends(config):
     return json.dumps({"default-web-80": config.endpoints})
 
 
-def render(config, runtime_dir, cert_paths, default_cert, http=80, https=443, status=10254):
+def render(config, runtime_dir, default_cert, http=80, https=443, status=10254):
     lines = [f"# runtime {runtime_dir} default {default_cert[0]}"]
     for s in config.servers:
-        lines.append(f"server {s.host} cert {cert_paths.get(s.tls_secret, default_cert)[0]}")
+        lines.append(f"server {s.host}")
     return "\n".join(lines) + "\n"
+
+
+def servers(config, pem_of):
+    return json.dumps({s.host: pem_of(s.tls_secret)[0].decode() for s in config.servers
+                       if s.tls_secret and pem_of(s.tls_secret)})
 
 
 class FakeNginx(Nginx):
@@ -86,6 +91,7 @@ class FakeNginx(Nginx):
         self.reloaded = 0
         self.is_running = True
         self.posted: list[tuple[str, int]] = []
+        self.posted_servers: list[str] = []
         self.accepts_posts = True
 
     async def test(self, conf):
@@ -101,8 +107,11 @@ class FakeNginx(Nginx):
         self.reloaded += 1
         return True
 
-    async def post_backends(self, document, port):
-        self.posted.append((document, port))
+    async def post(self, path, document, port):
+        if path == "/configuration/backends":
+            self.posted.append((document, port))
+        else:
+            self.posted_servers.append(document)
         return self.accepts_posts
 
 
@@ -154,7 +163,8 @@ def make(tmp_path, **kw):
     nginx = FakeNginx(str(tmp_path))
     c = IngressController(client, factory, str(tmp_path), ("/d.crt", "/d.key"), nginx,
                           publish_service="ingress-nginx/ingress-nginx-controller",
-                          build=build, render=render, owns=owns, backends=backends, **kw)
+                          build=build, render=render, owns=owns, backends=backends,
+                          servers=servers, **kw)
     return c, client, nginx
 
 
@@ -298,28 +308,29 @@ def test_other_secret_types_do_not_wake_the_loop(tmp_path):
 
 # ---- certificates -------------------------------------------------------------------------------
 
-def test_tls_secret_written_0600_and_renewal_reloads(tmp_path):
+def test_certificates_are_posted_not_reloaded_and_kept_0600(tmp_path):
     c, _, nginx = make(tmp_path)
 
     async def go():
         put(c, "ingresses", ingress("web", "a.example", tls_secret="web-tls"))
         await c.sync()
-        assert "cert /d.crt" in conf(tmp_path)   # no Secret yet: the default certificate
-        put(c, "secrets", tls_secret("web-tls"))
-        await c.sync()
-        crt, key = tmp_path / "certs/default_web-tls.crt", tmp_path / "certs/default_web-tls.key"
-        assert f"cert {crt}" in conf(tmp_path)
-        assert crt.read_bytes() == CRT and key.read_bytes() == KEY
-        assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
-        assert stat.S_IMODE(os.stat(crt).st_mode) == 0o600
+        servers_file = tmp_path / "servers.json"
+        assert json.loads(servers_file.read_text()) == {}   # no Secret yet: the default one
+        assert stat.S_IMODE(os.stat(servers_file).st_mode) == 0o600
         reloads = nginx.reloaded
+        put(c, "secrets", tls_secret("web-tls"))
+        await c.sync()                            # the certificate arrives: no reload
+        assert json.loads(servers_file.read_text()) == {"a.example": CRT.decode()}
+        assert nginx.posted_servers[-1] == servers_file.read_text()
+        assert nginx.reloaded == reloads and c.certificate_updates == 1
         renewed = CRT.replace(b"MIIB", b"MIIC")
         put(c, "secrets", tls_secret("web-tls", crt=renewed, rv="2"))
-        await c.sync()                            # same text, new certificate: reload
-        assert crt.read_bytes() == renewed and nginx.reloaded == reloads + 1
+        await c.sync()                            # renewed: posted again, still no reload
+        assert json.loads(nginx.posted_servers[-1]) == {"a.example": renewed.decode()}
+        assert nginx.reloaded == reloads and c.certificate_updates == 2
         c.informers["ingresses"].write_through(None, "default/web")
-        await c.sync()                            # unused certificates are removed
-        assert not crt.exists() and not key.exists()
+        await c.sync()                            # the host went: its certificate too
+        assert json.loads(servers_file.read_text()) == {}
 
     asyncio.run(go())
 
@@ -421,7 +432,7 @@ def free_port() -> int:
 
 def tiny_render(port):
     """A whole configuration of our own: answers each server's name as the body."""
-    def render_(config, runtime_dir, cert_paths, default_cert, *ports):
+    def render_(config, runtime_dir, default_cert, *ports):
         servers = "".join(
             f"server {{ listen 127.0.0.1:{port}; server_name {s.host}; "
             f"location / {{ return 200 '{s.host}'; }} }}\n" for s in config.servers)
