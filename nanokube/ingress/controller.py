@@ -31,10 +31,14 @@ from typing import Callable
 from nanokube.client import Client
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import Informer, InformerFactory, object_key
+from nanokube.ingress.nginx import DRAIN_PATH
 
 log = logging.getLogger("nanokube.ingress")
 
 DEBOUNCE_SECONDS = 0.05
+# How long the running workers drain (answer "Connection: close") before a reload: enough for
+# every active keep-alive client to get one such answer (see the drain in nginx.py's Lua).
+DRAIN_SECONDS = 0.05
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 NGINX_BIN = "nginx"
 
@@ -297,8 +301,15 @@ class IngressController:
             return False
         candidate = os.path.join(self.runtime_dir, "nginx.conf.candidate")
         write_atomically(candidate, text.encode())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        # drain while `nginx -t` runs (the first configuration has no clients to drain)
+        draining = self.applied is not None and await self.nginx.post(
+            DRAIN_PATH, "start", self.ports[2])
         ok, output = await self.nginx.test(candidate)
         if not ok:
+            if draining:
+                await self.nginx.post(DRAIN_PATH, "cancel", self.ports[2])
             self.rejected = text
             os.unlink(candidate)
             log.warning("new configuration rejected by nginx -t; keeping the old one: %s",
@@ -306,6 +317,8 @@ class IngressController:
             await self.warn_all("RELOAD", "Error reloading NGINX: the new configuration "
                                 f"failed nginx -t and was not applied: {output[-900:]}")
             return False
+        if draining:
+            await asyncio.sleep(max(0.0, DRAIN_SECONDS - (loop.time() - started)))
         os.replace(candidate, self.nginx.conf_path)      # atomic: NGINX reads whole files
         self.applied = text
         self.rejected = None

@@ -31,6 +31,7 @@ LUA_DICT = "nk_backends"
 SERVERS_FILE = "servers.json"        # host -> certificate and key (PEM), mode 0600
 SERVERS_PATH = "/configuration/servers"
 CERTS_DICT = "nk_certs"
+DRAIN_PATH = "/configuration/drain"   # POST "start" or "cancel" (the Lua drain)
 # The local server that answers 503 for a backend without ready endpoints (plain and TLS, for
 # backend-protocol HTTPS), on the status port of two more loopback addresses.
 UNAVAILABLE = "127.240.0.1"
@@ -46,22 +47,22 @@ local ssl = require "ngx.ssl"
 local dict = ngx.shared.nk_backends
 local certs = ngx.shared.nk_certs
 local VERSION = "_version"
-local nk = {unavailable = 0}
+local nk = {unavailable = 0, generation = 0, draining = false}
 local cache, cache_version = {}, -1
 local parsed, parsed_version = {}, -1
 local turn = {}
 
 -- Replace a whole document (name -> JSON-able value) in a shared dict; the version key
--- tells every worker to drop its decoded copies. Keys never start with "_" (they are
--- "namespace-service-port" names or host names).
+-- tells every worker to drop its decoded copies. Document keys never start with "_" (they
+-- are "namespace-service-port" names or host names); "_" keys are our own.
 local function replace(shared, doc, check)
     for name, value in pairs(doc) do
-        if type(name) ~= "string" or name == VERSION or not check(value) then
+        if type(name) ~= "string" or string.sub(name, 1, 1) == "_" or not check(value) then
             return false, "bad entry " .. tostring(name)
         end
     end
     for _, name in ipairs(shared:get_keys(0)) do
-        if name ~= VERSION and doc[name] == nil then shared:delete(name) end
+        if string.sub(name, 1, 1) ~= "_" and doc[name] == nil then shared:delete(name) end
     end
     for name, value in pairs(doc) do
         local ok, err = shared:set(name, cjson.encode(value))
@@ -169,6 +170,41 @@ function nk.certificate()
         ngx.log(ngx.ERR, "certificate for ", name, ": ", err)
         return ngx.exit(ngx.ERROR)
     end
+end
+
+-- Draining before a reload. A reload makes the old workers close their idle keep-alive
+-- connections at once, and a client that sends its next request at that moment gets a reset
+-- or an EOF. So the controller first asks the running generation of workers to drain: their
+-- responses carry "Connection: close" (a header filter; HTTP lets a client see both
+-- "keep-alive" and "close" and close wins), every active client reconnects, and when the
+-- reload comes no client is about to reuse a connection an old worker closes. The new
+-- generation does not drain: each configuration load takes the next generation number.
+function nk.init()
+    nk.generation = dict:incr("_generation", 1, 0)
+    nanokube = nk
+end
+
+function nk.init_worker()
+    ngx.timer.every(0.005, function(premature)
+        if not premature then nk.draining = dict:get("_drain") == nk.generation end
+    end)
+end
+
+function nk.drain()
+    if ngx.req.get_method() ~= "POST" then return ngx.exit(405) end
+    ngx.req.read_body()
+    local body = ngx.req.get_body_data()
+    if body == "start" then
+        dict:set("_drain", nk.generation)
+    elseif body == "cancel" then
+        dict:set("_drain", 0)
+    else
+        ngx.status = 400
+        ngx.say("start or cancel")
+        return
+    end
+    ngx.status = 201
+    ngx.say(nk.generation)
 end
 
 function nk.configure(store)
@@ -304,9 +340,12 @@ def render(config: Config, runtime_dir: str, default_cert: tuple[str, str],
     for line in LUA.strip().splitlines():
         w.line(line)
     w.line(f"nk.unavailable = {status_port}")
+    w.line("nk.init()")
     w.line(f'nk.load("{rt}/{BACKENDS_FILE}")')
     w.line(f'nk.load("{rt}/{SERVERS_FILE}", nk.store_certs)')
     w.close()
+    w.line('init_worker_by_lua_block { require("nanokube").init_worker() }')
+    w.line('header_filter_by_lua_block { if nanokube.draining then ngx.header["Connection"] = "close" end }')
     _upstreams(w, config)
 
     servers = list(config.servers)
@@ -333,6 +372,12 @@ def render(config: Config, runtime_dir: str, default_cert: tuple[str, str],
         w.line("client_body_buffer_size 64m;")
         w.line(f'content_by_lua_block {{ local nk = require("nanokube") nk.configure(nk.{store}) }}')
         w.close()
+    w.open(f"location = {DRAIN_PATH}")
+    w.line("allow 127.0.0.1;")
+    w.line("allow ::1;")
+    w.line("deny all;")
+    w.line('content_by_lua_block { require("nanokube").drain() }')
+    w.close()
     w.open("location /")
     w.line("return 404;")
     w.close()

@@ -92,6 +92,7 @@ class FakeNginx(Nginx):
         self.is_running = True
         self.posted: list[tuple[str, int]] = []
         self.posted_servers: list[str] = []
+        self.drains: list[str] = []
         self.accepts_posts = True
 
     async def test(self, conf):
@@ -110,8 +111,10 @@ class FakeNginx(Nginx):
     async def post(self, path, document, port):
         if path == "/configuration/backends":
             self.posted.append((document, port))
-        else:
+        elif path == "/configuration/servers":
             self.posted_servers.append(document)
+        else:
+            self.drains.append(document)
         return self.accepts_posts
 
 
@@ -259,6 +262,7 @@ def test_config_failing_nginx_t_keeps_old_one_and_warns(tmp_path):
         await c.sync()
         assert conf(tmp_path) == good             # the old configuration keeps serving
         assert nginx.reloaded == 1
+        assert nginx.drains == ["start", "cancel"]  # the running workers drain no more
         warnings = [e for e in client.events if e["reason"] == "RELOAD"]
         assert warnings and warnings[0]["type"] == "Warning"
         assert "BROKEN" in warnings[0]["message"]
@@ -273,6 +277,7 @@ def test_config_failing_nginx_t_keeps_old_one_and_warns(tmp_path):
         put(c, "ingresses", ingress("new", "c.example"))
         await c.sync()
         assert "c.example" in conf(tmp_path) and nginx.reloaded == 2
+        assert nginx.drains[-1] == "start"        # drained before that reload
 
     asyncio.run(go())
 
