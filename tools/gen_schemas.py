@@ -406,6 +406,26 @@ def add_ingress_v1beta1(gen: Generator) -> None:
     gen.types = dict(sorted(gen.types.items()))
 
 
+def crd_kind(gen: Generator, pkg: str, group: str, version: str, name: str,
+             description: str, spec: dict, status: dict) -> None:
+    """A custom resource's kind and its List, with the standard apiVersion/kind/metadata."""
+    meta = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
+    list_meta = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
+    gen.types[f"{pkg}.{name}"] = {
+        "description": description, "gvk": [[group, version, name]],
+        "fields": {"apiVersion": meta["apiVersion"], "kind": meta["kind"],
+                   "metadata": meta["metadata"], "spec": spec, "status": status}}
+    gen.types[f"{pkg}.{name}List"] = {
+        "description": f"{name}List is a list of {name}.",
+        "gvk": [[group, version, f"{name}List"]], "required": ["items"],
+        "fields": {"apiVersion": list_meta["apiVersion"], "kind": list_meta["kind"],
+                   "metadata": list_meta["metadata"],
+                   "items": {"k": "list", "t": f"{pkg}.{name}",
+                             "d": f"List of {name.lower()}s."}}}
+    for k in (name, f"{name}List"):
+        gen.kinds[f"{group}/{version}/{k}"] = f"{pkg}.{k}"
+
+
 METALLB_GROUP = "metallb.io"
 METALLB_VERSION = "v1beta1"
 
@@ -429,28 +449,13 @@ def add_metallb(gen: Generator) -> None:
         return {"k": "object", "t": t, "d": d}
 
     def kind(name, description, has_status_fields):
-        ingress = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
-        ingress_list = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
-        gen.types[f"{pkg}.{name}"] = {
-            "description": description, "gvk": [[METALLB_GROUP, METALLB_VERSION, name]],
-            "fields": {"apiVersion": ingress["apiVersion"], "kind": ingress["kind"],
-                       "metadata": ingress["metadata"],
-                       "spec": obj(f"{pkg}.{name}Spec", f"Spec is the desired state of the "
-                                   f"{name}."),
-                       "status": obj(f"{pkg}.{name}Status", f"{name}Status defines the "
-                                     f"observed state of {name}.")}}
-        gen.types[f"{pkg}.{name}List"] = {
-            "description": f"{name}List is a list of {name}.",
-            "gvk": [[METALLB_GROUP, METALLB_VERSION, f"{name}List"]], "required": ["items"],
-            "fields": {"apiVersion": ingress_list["apiVersion"], "kind": ingress_list["kind"],
-                       "metadata": ingress_list["metadata"],
-                       "items": {"k": "list", "t": f"{pkg}.{name}",
-                                 "d": f"List of {name.lower()}s."}}}
+        crd_kind(gen, pkg, METALLB_GROUP, METALLB_VERSION, name, description,
+                 obj(f"{pkg}.{name}Spec", f"Spec is the desired state of the {name}."),
+                 obj(f"{pkg}.{name}Status", f"{name}Status defines the observed state of "
+                     f"{name}."))
         gen.types[f"{pkg}.{name}Status"] = {
             "description": f"{name}Status defines the observed state of {name}.",
             "fields": has_status_fields}
-        for k in (name, f"{name}List"):
-            gen.kinds[f"{METALLB_GROUP}/{METALLB_VERSION}/{k}"] = f"{pkg}.{k}"
 
     counter = "IPAddressPoolStatus reports the number of assigned and available addresses."
     kind("IPAddressPool", "IPAddressPool represents a pool of IP addresses that can be allocated "
@@ -534,25 +539,11 @@ def add_cert_manager(gen: Generator) -> None:
         return {"k": "any", "t": TIME, "d": d}
 
     def kind(name, description, spec_type):
-        meta = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
-        list_meta = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
-        gen.types[f"{pkg}.{name}"] = {
-            "description": description, "gvk": [[group, version, name]], "required": ["spec"],
-            "fields": {"apiVersion": meta["apiVersion"], "kind": meta["kind"],
-                       "metadata": meta["metadata"],
-                       "spec": obj(f"{pkg}.{spec_type}Spec", f"Desired state of the {name} "
-                                   "resource."),
-                       "status": obj(f"{pkg}.{spec_type}Status", f"Status of the {name}. This "
-                                     "is set and managed automatically.")}}
-        gen.types[f"{pkg}.{name}List"] = {
-            "description": f"{name}List is a list of {name}.",
-            "gvk": [[group, version, f"{name}List"]], "required": ["items"],
-            "fields": {"apiVersion": list_meta["apiVersion"], "kind": list_meta["kind"],
-                       "metadata": list_meta["metadata"],
-                       "items": {"k": "list", "t": f"{pkg}.{name}",
-                                 "d": f"List of {name.lower()}s."}}}
-        for k in (name, f"{name}List"):
-            gen.kinds[f"{group}/{version}/{k}"] = f"{pkg}.{k}"
+        crd_kind(gen, pkg, group, version, name, description,
+                 obj(f"{pkg}.{spec_type}Spec", f"Desired state of the {name} resource."),
+                 obj(f"{pkg}.{spec_type}Status", f"Status of the {name}. This is set and "
+                     "managed automatically."))
+        gen.types[f"{pkg}.{name}"]["required"] = ["spec"]
 
     def conditions(t, d):
         return {"k": "list", "t": t, "lt": "map", "lk": ["type"], "d": d}

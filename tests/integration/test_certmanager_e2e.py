@@ -17,6 +17,7 @@ import pytest
 
 from acme_server import Pebble, StubDNS, served_certificate
 from harness import ROOT, ClusterRun, alive, leftovers, wait_for
+from test_ingress_e2e import external_ip
 from nanokube.certmanager import pki
 
 pytestmark = pytest.mark.skipif(
@@ -26,14 +27,6 @@ pytestmark = pytest.mark.skipif(
 
 NS = "ingress-nginx"
 ACME_HOST = "acme.nanokube.test"
-
-
-def external_ip(c: ClusterRun) -> str | None:
-    svc = c.get("service", "-n", NS, "ingress-nginx-controller")
-    for entry in (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []:
-        if entry.get("ip"):
-            return entry["ip"]
-    return None
 
 
 def apply(c: ClusterRun, obj: dict) -> None:
