@@ -306,7 +306,8 @@ class Generator:
         for group, version, cls, _ in KINDS:
             self.add_kind(group, version, cls)
         groups = sorted({(g, v) for g, v, _, _ in KINDS} | {("networking.k8s.io", "v1beta1"),
-                                                           (METALLB_GROUP, METALLB_VERSION)})
+                                                           (METALLB_GROUP, METALLB_VERSION),
+                                                           (CERT_MANAGER_GROUP, CERT_MANAGER_VERSION)})
         for cls in META_KINDS:
             self.convert_type(cls)
             kind = short_name(cls)
@@ -318,6 +319,7 @@ class Generator:
                 self.kinds[f"{g}/{v}/{kind}"] = name
         add_ingress_v1beta1(self)
         add_metallb(self)
+        add_cert_manager(self)
         unused = (set(PATCH) | QUANTITY_FIELDS | MICRO_TIME_FIELDS) - self.used_tags
         assert not unused, f"patch tags for unknown fields: {unused}"
         return {"kinds": dict(sorted(self.kinds.items())), "special": SPECIAL,
@@ -404,6 +406,26 @@ def add_ingress_v1beta1(gen: Generator) -> None:
     gen.types = dict(sorted(gen.types.items()))
 
 
+def crd_kind(gen: Generator, pkg: str, group: str, version: str, name: str,
+             description: str, spec: dict, status: dict) -> None:
+    """A custom resource's kind and its List, with the standard apiVersion/kind/metadata."""
+    meta = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
+    list_meta = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
+    gen.types[f"{pkg}.{name}"] = {
+        "description": description, "gvk": [[group, version, name]],
+        "fields": {"apiVersion": meta["apiVersion"], "kind": meta["kind"],
+                   "metadata": meta["metadata"], "spec": spec, "status": status}}
+    gen.types[f"{pkg}.{name}List"] = {
+        "description": f"{name}List is a list of {name}.",
+        "gvk": [[group, version, f"{name}List"]], "required": ["items"],
+        "fields": {"apiVersion": list_meta["apiVersion"], "kind": list_meta["kind"],
+                   "metadata": list_meta["metadata"],
+                   "items": {"k": "list", "t": f"{pkg}.{name}",
+                             "d": f"List of {name.lower()}s."}}}
+    for k in (name, f"{name}List"):
+        gen.kinds[f"{group}/{version}/{k}"] = f"{pkg}.{k}"
+
+
 METALLB_GROUP = "metallb.io"
 METALLB_VERSION = "v1beta1"
 
@@ -427,28 +449,13 @@ def add_metallb(gen: Generator) -> None:
         return {"k": "object", "t": t, "d": d}
 
     def kind(name, description, has_status_fields):
-        ingress = gen.types["io.k8s.api.networking.v1.Ingress"]["fields"]
-        ingress_list = gen.types["io.k8s.api.networking.v1.IngressList"]["fields"]
-        gen.types[f"{pkg}.{name}"] = {
-            "description": description, "gvk": [[METALLB_GROUP, METALLB_VERSION, name]],
-            "fields": {"apiVersion": ingress["apiVersion"], "kind": ingress["kind"],
-                       "metadata": ingress["metadata"],
-                       "spec": obj(f"{pkg}.{name}Spec", f"Spec is the desired state of the "
-                                   f"{name}."),
-                       "status": obj(f"{pkg}.{name}Status", f"{name}Status defines the "
-                                     f"observed state of {name}.")}}
-        gen.types[f"{pkg}.{name}List"] = {
-            "description": f"{name}List is a list of {name}.",
-            "gvk": [[METALLB_GROUP, METALLB_VERSION, f"{name}List"]], "required": ["items"],
-            "fields": {"apiVersion": ingress_list["apiVersion"], "kind": ingress_list["kind"],
-                       "metadata": ingress_list["metadata"],
-                       "items": {"k": "list", "t": f"{pkg}.{name}",
-                                 "d": f"List of {name.lower()}s."}}}
+        crd_kind(gen, pkg, METALLB_GROUP, METALLB_VERSION, name, description,
+                 obj(f"{pkg}.{name}Spec", f"Spec is the desired state of the {name}."),
+                 obj(f"{pkg}.{name}Status", f"{name}Status defines the observed state of "
+                     f"{name}."))
         gen.types[f"{pkg}.{name}Status"] = {
             "description": f"{name}Status defines the observed state of {name}.",
             "fields": has_status_fields}
-        for k in (name, f"{name}List"):
-            gen.kinds[f"{METALLB_GROUP}/{METALLB_VERSION}/{k}"] = f"{pkg}.{k}"
 
     counter = "IPAddressPoolStatus reports the number of assigned and available addresses."
     kind("IPAddressPool", "IPAddressPool represents a pool of IP addresses that can be allocated "
@@ -504,6 +511,224 @@ def add_metallb(gen: Generator) -> None:
             "interfaces": strings("A list of interfaces to announce from. The LB IP will be "
                                   "announced only from these interfaces. If the field is not "
                                   "set, we advertise from all the interfaces on the host.")}}
+    gen.kinds = dict(sorted(gen.kinds.items()))
+    gen.types = dict(sorted(gen.types.items()))
+
+
+CERT_MANAGER_GROUP = "cert-manager.io"
+CERT_MANAGER_VERSION = "v1"
+
+
+def add_cert_manager(gen: Generator) -> None:
+    """cert-manager.io/v1 Certificate, Issuer and ClusterIssuer (cert-manager's CRDs, not in the
+    client): by hand, named as the CRDs' published OpenAPI names them. The ACME solvers are kept
+    as free-form objects (their schema is large and nothing here descends into it)."""
+    pkg = "io.cert-manager.v1"
+    group, version = CERT_MANAGER_GROUP, CERT_MANAGER_VERSION
+
+    def scalar(t, d, fmt=""):
+        return {"k": "scalar", "t": t, "d": d, **({"f": fmt} if fmt else {})}
+
+    def strings(d):
+        return {"k": "list", "t": "string", "lt": "atomic", "d": d}
+
+    def obj(t, d):
+        return {"k": "object", "t": t, "d": d}
+
+    def time(d):
+        return {"k": "any", "t": TIME, "d": d}
+
+    def kind(name, description, spec_type):
+        crd_kind(gen, pkg, group, version, name, description,
+                 obj(f"{pkg}.{spec_type}Spec", f"Desired state of the {name} resource."),
+                 obj(f"{pkg}.{spec_type}Status", f"Status of the {name}. This is set and "
+                     "managed automatically."))
+        gen.types[f"{pkg}.{name}"]["required"] = ["spec"]
+
+    def conditions(t, d):
+        return {"k": "list", "t": t, "lt": "map", "lk": ["type"], "d": d}
+
+    condition = {
+        "type": scalar("string", "Type of the condition, known values are (`Ready`, "
+                       "`Issuing`)."),
+        "status": scalar("string", "Status of the condition, one of (`True`, `False`, "
+                         "`Unknown`)."),
+        "reason": scalar("string", "Reason is a brief machine readable explanation for the "
+                         "condition's last transition."),
+        "message": scalar("string", "Message is a human readable description of the details "
+                          "of the last transition, complementing reason."),
+        "lastTransitionTime": time("LastTransitionTime is the timestamp corresponding to the "
+                                   "last status change of this condition."),
+        "observedGeneration": scalar("integer", "If set, this represents the "
+                                     ".metadata.generation that the condition was set based "
+                                     "upon.", "int64")}
+    ref = {"name": scalar("string", "Name of the resource being referred to."),
+           "kind": scalar("string", "Kind of the resource being referred to."),
+           "group": scalar("string", "Group of the resource being referred to.")}
+
+    kind("Certificate", "A Certificate resource should be created to ensure an up to date and "
+         "signed X.509 certificate is stored in the Kubernetes Secret resource named in "
+         "`spec.secretName`.", "Certificate")
+    gen.types[f"{pkg}.CertificateSpec"] = {
+        "description": "Specification of the desired state of the Certificate resource.",
+        "required": ["issuerRef", "secretName"],
+        "fields": {
+            "secretName": scalar("string", "Name of the Secret resource that will be "
+                                 "automatically created and managed by this Certificate "
+                                 "resource."),
+            "issuerRef": obj(f"{pkg}.IssuerReference", "Reference to the issuer responsible "
+                             "for issuing the certificate."),
+            "commonName": scalar("string", "Requested common name X509 certificate subject "
+                                 "attribute."),
+            "dnsNames": strings("Requested DNS subject alternative names."),
+            "ipAddresses": strings("Requested IP address subject alternative names."),
+            "uris": strings("Requested URI subject alternative names."),
+            "emailAddresses": strings("Requested email subject alternative names."),
+            "duration": scalar("string", "Requested 'duration' (i.e. lifetime) of the "
+                               "Certificate. Default 2160h (90d); minimum 1h."),
+            "renewBefore": scalar("string", "How long before the currently issued "
+                                  "certificate's expiry cert-manager should renew it."),
+            "renewBeforePercentage": scalar("integer", "renewBeforePercentage is like "
+                                            "renewBefore, except it is a relative percentage "
+                                            "rather than an absolute duration.", "int32"),
+            "isCA": scalar("boolean", "Requested basic constraints isCA value."),
+            "usages": strings("Requested key usages and extended key usages."),
+            "privateKey": obj(f"{pkg}.CertificatePrivateKey", "Private key options."),
+            "subject": obj(f"{pkg}.X509Subject", "Requested set of X509 certificate subject "
+                           "attributes."),
+            "secretTemplate": obj(f"{pkg}.CertificateSecretTemplate", "Defines annotations "
+                                  "and labels to be copied to the Certificate's Secret."),
+            "revisionHistoryLimit": scalar("integer", "The maximum number of "
+                                           "CertificateRequest revisions that are maintained "
+                                           "in the Certificate's history.", "int32")}}
+    gen.types[f"{pkg}.IssuerReference"] = {
+        "description": "IssuerReference is a reference to a certificate issuer object with a "
+                       "given name, kind and group.", "required": ["name"], "fields": ref}
+    gen.types[f"{pkg}.CertificatePrivateKey"] = {
+        "description": "CertificatePrivateKey contains configuration options for private keys "
+                       "used by the Certificate controller.",
+        "fields": {"algorithm": scalar("string", "Algorithm is the private key algorithm of "
+                                       "the corresponding private key: RSA, ECDSA or Ed25519."),
+                   "encoding": scalar("string", "The private key cryptography standards "
+                                      "(PKCS) encoding: PKCS1 or PKCS8."),
+                   "size": scalar("integer", "Size is the key bit size.", "int32"),
+                   "rotationPolicy": scalar("string", "RotationPolicy controls how private "
+                                            "keys should be regenerated: Never or Always.")}}
+    gen.types[f"{pkg}.X509Subject"] = {
+        "description": "X509Subject Full X509 name specification.",
+        "fields": {name: strings(f"{title} to be used on the Certificate.")
+                   for name, title in (("organizations", "Organizations"),
+                                       ("countries", "Countries"),
+                                       ("organizationalUnits", "Organizational Units"),
+                                       ("localities", "Cities"), ("provinces", "State/Provinces"),
+                                       ("streetAddresses", "Street addresses"),
+                                       ("postalCodes", "Postal codes"))}
+        | {"serialNumber": scalar("string", "Serial number to be used on the Certificate.")}}
+    gen.types[f"{pkg}.CertificateSecretTemplate"] = {
+        "description": "CertificateSecretTemplate defines the default labels and annotations "
+                       "to be copied to the Kubernetes Secret resource named in "
+                       "`CertificateSpec.secretName`.",
+        "fields": {"annotations": {"k": "map", "t": "string", "d": "Annotations is a key value "
+                                   "map to be copied to the target Kubernetes Secret."},
+                   "labels": {"k": "map", "t": "string", "d": "Labels is a key value map to be "
+                              "copied to the target Kubernetes Secret."}}}
+    gen.types[f"{pkg}.CertificateCondition"] = {
+        "description": "CertificateCondition contains condition information for a "
+                       "Certificate.", "required": ["status", "type"], "fields": condition}
+    gen.types[f"{pkg}.CertificateStatus"] = {
+        "description": "CertificateStatus defines the observed state of Certificate",
+        "fields": {
+            "conditions": conditions(f"{pkg}.CertificateCondition", "List of status conditions "
+                                     "to indicate the status of certificates. Known condition "
+                                     "types are `Ready` and `Issuing`."),
+            "notBefore": time("The time after which the certificate stored in the secret named "
+                              "by this resource in `spec.secretName` is valid."),
+            "notAfter": time("The expiration time of the certificate stored in the secret "
+                             "named by this resource in `spec.secretName`."),
+            "renewalTime": time("RenewalTime is the time at which the certificate will be next "
+                                "renewed."),
+            "revision": scalar("integer", "The current 'revision' of the certificate as issued.",
+                               "int32"),
+            "lastFailureTime": time("LastFailureTime is set only if the latest issuance for "
+                                    "this Certificate failed and contains the time of the "
+                                    "failure."),
+            "failedIssuanceAttempts": scalar("integer", "The number of continuous failed "
+                                             "issuance attempts up till now.", "int32"),
+            "nextPrivateKeySecretName": scalar("string", "The name of the Secret resource "
+                                               "containing the private key to be used for the "
+                                               "next certificate iteration.")}}
+
+    for name in ("Issuer", "ClusterIssuer"):
+        kind(name, f"An {name} represents a certificate issuing authority which can be "
+             "referenced as part of `issuerRef` fields.", "Issuer")
+    gen.types[f"{pkg}.IssuerSpec"] = {
+        "description": "Desired state of the Issuer resource.",
+        "fields": {"selfSigned": obj(f"{pkg}.SelfSignedIssuer", "SelfSigned configures this "
+                                     "issuer to 'self sign' certificates using the private key "
+                                     "used to create the CertificateRequest object."),
+                   "ca": obj(f"{pkg}.CAIssuer", "CA configures this issuer to sign certificates "
+                             "using a signing CA keypair stored in a Secret resource."),
+                   "acme": obj(f"{pkg}.ACMEIssuer", "ACME configures this issuer to communicate "
+                               "with a RFC8555 (ACME) server to obtain signed x509 "
+                               "certificates.")}}
+    gen.types[f"{pkg}.SelfSignedIssuer"] = {
+        "description": "Configures an issuer to 'self sign' certificates using the private key "
+                       "used to create the CertificateRequest object.",
+        "fields": {"crlDistributionPoints": strings("The CRL distribution points is an X.509 "
+                                                    "v3 certificate extension.")}}
+    gen.types[f"{pkg}.CAIssuer"] = {
+        "description": "CAIssuer configures an issuer that signs certificates using a signing "
+                       "CA keypair.", "required": ["secretName"],
+        "fields": {"secretName": scalar("string", "SecretName is the name of the secret used "
+                                        "to sign Certificates issued by this Issuer."),
+                   "crlDistributionPoints": strings("The CRL distribution points is an X.509 "
+                                                    "v3 certificate extension."),
+                   "ocspServers": strings("The OCSP server list is an X.509 v3 extension.")}}
+    gen.types[f"{pkg}.ACMEIssuer"] = {
+        "description": "ACMEIssuer contains the specification for an ACME issuer.",
+        "required": ["privateKeySecretRef", "server"],
+        "fields": {
+            "server": scalar("string", "Server is the URL used to access the ACME server's "
+                             "'directory' endpoint."),
+            "email": scalar("string", "Email is the email address to be associated with the "
+                            "ACME account."),
+            "privateKeySecretRef": obj(f"{pkg}.SecretKeySelector", "PrivateKey is the name of "
+                                       "a Kubernetes Secret resource that will be used to store "
+                                       "the automatically generated ACME account private key."),
+            "caBundle": scalar("string", "Base64-encoded bundle of PEM CAs which can be used "
+                               "to validate the certificate chain presented by the ACME "
+                               "server.", "byte"),
+            "skipTLSVerify": scalar("boolean", "INSECURE: Enables or disables validation of "
+                                    "the ACME server TLS certificate."),
+            "solvers": {"k": "any", "t": RAW_EXTENSION,
+                        "d": "Solvers is a list of challenge solvers that will be used to "
+                             "solve ACME challenges for the matching domains."},
+            "preferredChain": scalar("string", "PreferredChain is the chain to use if the "
+                                     "ACME server outputs multiple."),
+            "disableAccountKeyGeneration": scalar("boolean", "Enables or disables generating "
+                                                  "a new ACME account key.")}}
+    gen.types[f"{pkg}.SecretKeySelector"] = {
+        "description": "A reference to a specific 'key' within a Secret resource.",
+        "required": ["name"],
+        "fields": {"name": scalar("string", "Name of the resource being referred to."),
+                   "key": scalar("string", "The key of the entry in the Secret resource's "
+                                 "`data` field to be used.")}}
+    gen.types[f"{pkg}.IssuerCondition"] = {
+        "description": "IssuerCondition contains condition information for an Issuer.",
+        "required": ["status", "type"], "fields": condition}
+    gen.types[f"{pkg}.IssuerStatus"] = {
+        "description": "Status of the Issuer. This is set and managed automatically.",
+        "fields": {"conditions": conditions(f"{pkg}.IssuerCondition", "List of status "
+                                            "conditions to indicate the status of an Issuer. "
+                                            "Known condition types are `Ready`."),
+                   "acme": obj(f"{pkg}.ACMEIssuerStatus", "ACME specific status options.")}}
+    gen.types[f"{pkg}.ACMEIssuerStatus"] = {
+        "description": "ACMEIssuerStatus holds the status of an ACME account.",
+        "fields": {"uri": scalar("string", "URI is the unique account identifier, which can "
+                                 "also be used to retrieve account details from the CA."),
+                   "lastRegisteredEmail": scalar("string", "LastRegisteredEmail is the email "
+                                                 "associated with the latest registered ACME "
+                                                 "account.")}}
     gen.kinds = dict(sorted(gen.kinds.items()))
     gen.types = dict(sorted(gen.types.items()))
 

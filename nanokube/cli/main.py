@@ -137,6 +137,11 @@ def _dns_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _acmesolver_args(p: argparse.ArgumentParser) -> None:
+    from nanokube.certmanager.acmesolver import add_arguments   # cheap: aiohttp loads later
+    add_arguments(p)
+
+
 def _ingress_controller_args(p: argparse.ArgumentParser) -> None:
     from nanokube.ingress.main import add_arguments      # cheap: heavy imports run later
     add_arguments(p)
@@ -168,6 +173,10 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
                                      "nanokube.controllers.manager:main",
                                      _controller_manager_args),
+    "acmesolver": Subcommand("serve one ACME HTTP-01 challenge (the cert-manager solver pod)",
+                             "nanokube.certmanager.acmesolver:main", _acmesolver_args),
+    "ca": Subcommand("print the certificate (PEM) of the cluster's default CA issuer",
+                     "nanokube.certmanager.defaultissuer:print_ca"),
     "rules": Subcommand("print the live nftables ruleset of the cluster's nodes",
                         "nanokube.cli.rules:main", _rules_args),
     "agent": Subcommand("run the node agent (pods, network, service proxy) inside a node",

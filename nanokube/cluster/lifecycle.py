@@ -279,7 +279,9 @@ _PATHS = {"Namespace": ("", "v1", "namespaces"),
           "L2Advertisement": ("metallb.io", "v1beta1", "l2advertisements"),
           "ServiceAccount": ("", "v1", "serviceaccounts"), "Service": ("", "v1", "services"),
           "Deployment": ("apps", "v1", "deployments"), "ConfigMap": ("", "v1", "configmaps"),
-          "IngressClass": ("networking.k8s.io", "v1", "ingressclasses")}
+          "IngressClass": ("networking.k8s.io", "v1", "ingressclasses"),
+          "Secret": ("", "v1", "secrets"),
+          "ClusterIssuer": ("cert-manager.io", "v1", "clusterissuers")}
 
 
 def default_pool(lb_pool: str) -> list[dict]:
@@ -299,7 +301,9 @@ async def _apply_addons(kubeconfig: Path, lb_pool: str) -> list[str]:
     create` would; the addons run as ordinary pods, started while `up` returns."""
     from nanokube.api.errors import StatusError
     from nanokube.client import Client
-    sets = [("address-pool", default_pool(lb_pool))]
+    from nanokube.certmanager import defaultissuer
+    sets = [("address-pool", default_pool(lb_pool)),
+            ("default-issuer", defaultissuer.objects(kubeconfig.parent.name))]
     for manifest in sorted(ADDONS.glob("*.yaml")):
         sets.append((manifest.stem, [o for o in yaml.safe_load_all(manifest.read_text()) if o]))
     async with Client.from_kubeconfig(str(kubeconfig)) as client:

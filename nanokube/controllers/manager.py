@@ -131,6 +131,7 @@ def is_pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:
 
 
 def build_controllers(client: Client, informers: InformerFactory, args) -> list[Controller]:
+    from nanokube.certmanager.controllers import build as certmanager_controllers
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
@@ -151,7 +152,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
         LoadBalancerController(client, informers),
-    ]
+    ] + certmanager_controllers(client, informers)
 
 
 def kubeconfig_path(args) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from nanokube.certmanager.names import default_secret_name
 from nanokube.ingress import annotations as ann
 
 INGRESS_CLASS_ANNOTATION = "kubernetes.io/ingress.class"
@@ -263,9 +264,13 @@ def build(ingresses: list[dict], services: list[dict], endpointslices: list[dict
                 _add_path(config, servers, taken, ing_key, namespace, host, p, settings,
                           backend_of, event)
 
-        for tls in spec.get("tls") or []:
+        for index, tls in enumerate(spec.get("tls") or []):
             secret = tls.get("secretName")
             secret_key = f"{namespace}/{secret}" if secret else None
+            if not secret:
+                # cert-manager's default issuer keeps this entry's certificate under a fixed name
+                default = f"{namespace}/{default_secret_name(ing_key.rpartition('/')[2], index)}"
+                secret_key = default if default in tls_secrets else None
             if secret_key and secret_key not in tls_secrets:
                 event(ing_key, "SecretNotFound", f"TLS secret {_shown(secret_key)} not found or not "
                       "of type kubernetes.io/tls; using the default certificate")

@@ -36,4 +36,8 @@ def default_registry(config: ServerConfig | None = None) -> Registry:
     from nanokube.registry.ipaddresspool import IPAddressPoolStrategy
     from nanokube.registry.l2advertisement import L2AdvertisementStrategy
     classes += [IPAddressPoolStrategy, L2AdvertisementStrategy]
+    # cert-manager's kinds, served as built-ins (cert-manager.io/v1)
+    from nanokube.registry.certificate import CertificateStrategy
+    from nanokube.registry.issuer import ClusterIssuerStrategy, IssuerStrategy
+    classes += [IssuerStrategy, ClusterIssuerStrategy, CertificateStrategy]
     return Registry([cls(config) for cls in classes])

@@ -164,11 +164,18 @@ def test_plain_http_to_tls_host_is_redirected_308(cluster, seed):
     assert out.stdout == "308 https://example.com/some/path?q=1"
 
 
-def test_default_certificate_for_tls_hosts_without_secret(cluster, seed):
+def test_tls_hosts_without_secret_get_the_default_issuers_certificate(cluster, seed):
+    """Served with NGINX's fake certificate until the default CA issuer's is in
+    `my-ingress-tls`, then with that one (verified against `nanokube ca`)."""
     c = cluster
-    out = curl(c, "-k", "-v", "-o", "/dev/null", "--resolve", f"another-example.com:443:{c.ip}",
-               "https://another-example.com/")
-    assert "Kubernetes Ingress Controller Fake Certificate" in out.stderr
+    ca = c.dir / "ca.pem"
+    ca.write_text(c.nk("ca").stdout)
+
+    def verified():
+        out = curl(c, "--cacert", str(ca), "-o", "/dev/null", "-w", "%{http_code}",
+                   "--resolve", f"another-example.com:443:{c.ip}", "https://another-example.com/")
+        return out.stdout == "200"
+    wait_for("another-example.com served with nanokube's CA", verified, timeout=30)
 
 
 def test_seed_ingress_gets_the_load_balancer_address(cluster, seed):

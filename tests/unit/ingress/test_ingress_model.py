@@ -168,6 +168,20 @@ def test_tls_hosts_secret_default_cert_and_redirect():
     assert ("default/b", "Warning", "SecretNotFound") in [e[:3] for e in config.events]
 
 
+
+def test_tls_entry_without_secret_name_serves_the_default_issuers_secret():
+    """cert-manager's default issuer stores such an entry's certificate as <ingress>-tls
+    (<ingress>-tls-<index> after the first entry); until it exists: the default certificate."""
+    ing = ingress("a", rule("foo.com", path("/")), rule("bar.com", path("/")),
+                  tls=[{"hosts": ["foo.com"]}, {"hosts": ["bar.com"]}])
+    s = {srv.host: srv for srv in build(ing).servers}
+    assert (s["foo.com"].tls_secret, s["bar.com"].tls_secret) == (None, None)
+    secrets = [{"metadata": {"name": n, "namespace": "default"}, "type": "kubernetes.io/tls"}
+               for n in ("a-tls", "a-tls-1")]
+    s = {srv.host: srv for srv in build(ing, secrets=secrets).servers}
+    assert (s["foo.com"].tls_secret, s["bar.com"].tls_secret) == ("default/a-tls",
+                                                                  "default/a-tls-1")
+
 CLASSES = [{"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}},
            {"metadata": {"name": "other"}, "spec": {"controller": "example.com/other"}}]
 DEFAULT = [{"metadata": {"name": "nginx",

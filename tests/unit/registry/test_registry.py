@@ -21,7 +21,12 @@ def test_every_kind_is_registered_with_its_discovery_names():
     assert got[("apps", "replicasets")] == ("ReplicaSet", ("rs",), ("all",), True)
     assert got[("networking.k8s.io", "ingresses")] == ("Ingress", ("ing",), (), True)
     assert got[("networking.k8s.io", "ingressclasses")] == ("IngressClass", (), (), False)
-    assert len(got) == 17
+    assert got[("cert-manager.io", "certificates")] == ("Certificate", ("cert", "certs"),
+                                                        ("cert-manager",), True)
+    assert got[("cert-manager.io", "issuers")] == ("Issuer", (), ("cert-manager",), True)
+    assert got[("cert-manager.io", "clusterissuers")] == ("ClusterIssuer", (), ("cert-manager",),
+                                                          False)
+    assert len(got) == 20
     assert got[("metallb.io", "ipaddresspools")] == ("IPAddressPool", (), (), True)
     assert got[("metallb.io", "l2advertisements")] == ("L2Advertisement", (), (), True)
 
