@@ -145,6 +145,15 @@ def _is_ip(text: str) -> bool:
 MASQ_TABLE = "nanokube-cni"
 
 
+async def _nft(script: str) -> None:
+    """One nft script in the caller's network namespace (the node's: the agent runs there)."""
+    proc = await asyncio.create_subprocess_exec(
+        "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate(script.encode())
+    if proc.returncode != 0:
+        raise CNIError(f"nft: {err.decode().strip()}")
+
+
 class PodNetwork:
     def __init__(self, cluster: str, state_dir: str, cluster_cidr: str = "10.244.0.0/16"):
         self.cluster = cluster
@@ -198,11 +207,7 @@ table ip {MASQ_TABLE} {{
   }}
 }}
 """
-        proc = await asyncio.create_subprocess_exec(
-            "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate(table.encode())
-        if proc.returncode != 0:
-            raise CNIError(f"nft: {err.decode().strip()}")
+        await _nft(table)
 
     async def sync_routes(self, peers: dict[str, str]) -> None:
         """Makes the host-gw routes exactly `peers` ({other node's pod CIDR: its node IP})."""

@@ -18,7 +18,9 @@ class FakeIP:
         self.netns: set[str] = set()
         self.routes: list[dict] = []
         self.fail_on: str | None = None
+        self.nft_scripts: list[str] = []
         monkeypatch.setattr(cni, "_ip_batch", self.batch)
+        monkeypatch.setattr(cni, "_nft", self.nft)   # never the host's firewall
         monkeypatch.setattr(cni, "_ip_json", self.json)
         monkeypatch.setattr(cni, "_link_exists", lambda name: name in self.links)
         monkeypatch.setattr(cni, "_netns_exists", lambda name: name in self.netns)
@@ -39,6 +41,9 @@ class FakeIP:
                 self.links.add(words[3])
             elif words[:3] == ["link", "del", "dev"]:
                 self.links.discard(words[3])
+
+    async def nft(self, script):
+        self.nft_scripts.append(script)
 
     async def json(self, args):
         return self.routes
@@ -71,6 +76,8 @@ async def test_setup_node_makes_the_bridge_once(ip, tmp_path):
     await pn.setup_node("10.244.1.0/24")
     assert not [line for line in ip.batches[-1][1] if line.startswith("link add")]
     assert pn.gateway == "10.244.1.1"
+    # pods leave the node masqueraded, except towards the cluster CIDR
+    assert "ip saddr 10.244.1.0/24 ip daddr != 10.244.0.0/16 masquerade" in ip.nft_scripts[-1]
 
 
 async def test_add_pod_wires_node_and_pod(pn, ip):
