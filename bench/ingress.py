@@ -6,7 +6,8 @@ examples/apps/my-app.yaml behind my-service and an Ingress for bench.example.com
 1. throughput: `wrk` (keep-alive) from the outside host to the controller's EXTERNAL-IP:80 with
    `Host: bench.example.com` (-> the controller pod's NGINX -> my-app pods), then the same wrk
    against a hand-written minimal Debian NGINX (one server, `proxy_pass` to an upstream of the
-   same pod IPs, upstream keepalive) run inside node-1's network namespace on the node IP.
+   same pod IPs, upstream keepalive) run inside the controller pod's own network namespace and
+   reached the same way, through a LoadBalancer Service of its own (externalTrafficPolicy Local).
    Requests/s and p99 of both (median of alternating rounds), and the ratio ours / plain.
 2. propagation: N Ingresses (new hosts) one after the other; from just before `kubectl apply`
    to the first 200 seen by a poller on the outside host (one long-lived process, a new
@@ -258,26 +259,65 @@ def free_port(b: Bench, node: str, ip: str) -> int:
                               capture_output=True, text=True).stdout)
 
 
-def start_plain_nginx(b: Bench, prefix: Path, pod_ips: list[str]) -> tuple[subprocess.Popen,
-                                                                            str, int]:
-    ip = b.node_ip("node-1")
-    port = free_port(b, "node-1", ip)
+CONTROLLER = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/instance": "ingress-nginx",
+              "app.kubernetes.io/component": "controller"}
+
+
+def controller_netns(b: Bench) -> str:
+    """The ingress controller pod's network namespace (docs/cluster.md: uid's first 12 hex)."""
+    selector = ",".join(f"{k}={v}" for k, v in CONTROLLER.items())
+    pod = b.get("pods", "-n", NS, "-l", selector)["items"][0]
+    return pod["metadata"]["uid"].replace("-", "")[:12]
+
+
+def plain_service(port: int) -> dict:
+    """The plain NGINX's own LoadBalancer Service: the same path as the controller's
+    (EXTERNAL-IP -> the node's rules, externalTrafficPolicy Local -> the same pod)."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "plain-nginx", "namespace": NS},
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                     "selector": CONTROLLER,
+                     "ports": [{"name": "http", "port": 80, "targetPort": port}]}}
+
+
+def start_plain_nginx(b: Bench, prefix: Path, pod_ips: list[str],
+                      started: list) -> tuple[subprocess.Popen, str, int]:
+    """A hand-written NGINX in the controller pod's own network namespace, on a free port,
+    behind a LoadBalancer Service of its own: only the NGINX configuration differs from the
+    path through the Ingress."""
+    where = controller_netns(b)
+    port = free_port(b, where, "0.0.0.0")
     prefix.mkdir(parents=True, exist_ok=True)
     servers = "\n".join(f"        server {p}:80;" for p in pod_ips)
     (prefix / "nginx.conf").write_text(PLAIN_NGINX.format(prefix=prefix, servers=servers,
-                                                          ip=ip, port=port))
+                                                          ip="0.0.0.0", port=port))
     # nsenter only enters the network namespace, then execs nginx: the pid is NGINX's master.
-    proc = subprocess.Popen([*b.netns("node-1"), "nginx", "-p", str(prefix), "-e",
+    proc = subprocess.Popen([*b.netns(where), "nginx", "-p", str(prefix), "-e",
                              str(prefix / "error.log"), "-c", str(prefix / "nginx.conf"),
                              "-g", "daemon off;"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    return proc, ip, port
+    started.append(proc)
+    b.apply(plain_service(port))
+
+    def address():
+        svc = b.get("service", "-n", NS, "plain-nginx")
+        entries = (svc.get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+        return next((e["ip"] for e in entries if e.get("ip")), None)
+    return proc, wait_for("the plain NGINX's EXTERNAL-IP", address), 80
 
 
-def throughput(b: Bench, ext_ip: str, prefix: Path, args) -> subprocess.Popen | None:
+def throughput(b: Bench, ext_ip: str, prefix: Path, args, started: list) -> None:
+    """`started` gets the plain NGINX's process at once, for the caller to stop it."""
     pod_ips = b.ready_endpoints("my-service")
-    nginx, ip, port = start_plain_nginx(b, prefix, pod_ips)
-    wait_for("the plain NGINX", lambda: b.status_code(ip, HOST, port) == 200, timeout=10)
+    try:
+        nginx, ip, port = start_plain_nginx(b, prefix, pod_ips, started)
+        wait_for("the plain NGINX", lambda: b.status_code(ip, HOST, port) == 200, timeout=20)
+        _throughput(b, ext_ip, ip, port, pod_ips, args)
+    finally:
+        b.kubectl("delete", "service", "-n", NS, "plain-nginx", "--ignore-not-found")
+
+
+def _throughput(b: Bench, ext_ip: str, ip: str, port: int, pod_ips: list[str], args) -> None:
     w = (args.threads, args.connections, args.duration)
     b.wrk(f"http://{ext_ip}/hostname", HOST, *w)               # warm-up, not counted
     b.wrk(f"http://{ip}:{port}/hostname", HOST, *w)
@@ -288,7 +328,8 @@ def throughput(b: Bench, ext_ip: str, prefix: Path, args) -> subprocess.Popen | 
     ours, plain = (median_run(runs[k]) for k in ("ours", "plain"))
     print(f"\n1. throughput, wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
           f"(keep-alive) from the outside host, GET /hostname on {len(pod_ips)} agnhost pods; "
-          f"median of {args.rounds} alternating rounds")
+          f"median of {args.rounds} alternating rounds; both NGINX in the controller pod, "
+          f"each behind its own LoadBalancer Service")
     for label in ("ours", "plain"):
         print(f"   {label} req/s per round: "
               + ", ".join(f"{r['rps']:.0f}" for r in runs[label]))
@@ -297,7 +338,6 @@ def throughput(b: Bench, ext_ip: str, prefix: Path, args) -> subprocess.Popen | 
               f"non-2xx {r['non2xx']}   socket errors: {r['errors']}")
     print(f"   ratio ours/plain: req/s {ours['rps'] / plain['rps']:.2f}, "
           f"p99 {ours['p99_ms'] / plain['p99_ms']:.2f}  (target req/s >= 0.9)")
-    return nginx
 
 
 def propagation(b: Bench, ext_ip: str, count: int) -> None:
@@ -421,7 +461,11 @@ def main() -> None:
                  interval=0.05)
         time.sleep(0.5)                       # old workers from that reload are gone
         print(f"cluster {b.name}: 2 nodes, ingress EXTERNAL-IP {ext_ip}")
-        nginx = throughput(b, ext_ip, tmp / "plain-nginx", args)
+        started: list[subprocess.Popen] = []
+        try:
+            throughput(b, ext_ip, tmp / "plain-nginx", args, started)
+        finally:
+            nginx = started[0] if started else None
         propagation(b, ext_ip, args.ingresses)
         changes_under_load(b, ext_ip, args.changes)
     finally:
