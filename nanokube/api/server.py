@@ -34,13 +34,14 @@ PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 
 class ApiServer:
     def __init__(self, data_dir: str, config: ServerConfig, listen: list[str],
-                 advertise_address: str | None = None):
+                 advertise_address: str | None = None, store_url: str | None = None):
         from nanokube.registry import default_registry
         self.data_dir = Path(data_dir)
         self.config = config
         self.listen = listen
         self.advertise_address = advertise_address
         self.registry = default_registry(config)
+        self.store_url = store_url      # None: SQLite in data_dir; etcd://h:p,... : etcd
         self.store = None
         self.storages: dict[tuple[str, str], ResourceStorage] = {}
         self.handler = ApiHandler(self)
@@ -53,10 +54,9 @@ class ApiServer:
 
     # ---- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        from nanokube.store.sqlite import SQLiteStore
+        from nanokube.store import open_store
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(str(self.data_dir / "state.db"))
-        await self.store.open()
+        self.store = await open_store(self.store_url, str(self.data_dir))
         for s in self.registry.strategies:
             self.storages[(s.group, s.plural)] = ResourceStorage(s, self.store,
                                                                  self._namespace_check)
@@ -345,6 +345,7 @@ def main(args) -> int:
     listen = args.listen or ["127.0.0.1:6443"]
     if isinstance(listen, str):
         listen = [listen]
-    server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None))
+    server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None),
+                       getattr(args, "store", None))
     asyncio.run(_run(server))
     return 0

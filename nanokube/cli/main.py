@@ -49,6 +49,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", metavar="CIDR")
     p.add_argument("--service-node-port-range", default="30000-32767", metavar="A-B")
     p.add_argument("--advertise-address", default=None, metavar="IP")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="etcd://HOST:PORT[,HOST:PORT...] (default: SQLite in --data-dir)")
 
 
 def _apply_args(p: argparse.ArgumentParser) -> None:

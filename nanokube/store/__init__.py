@@ -1,8 +1,9 @@
 """The revisioned key-value store under the API server (DESIGN §2).
 
 Every write gets a new, global, increasing revision; the revision is the Kubernetes
-resourceVersion. Backends: `nanokube.store.sqlite.SQLiteStore` (embedded, kine's model);
-etcd later. Nothing above this interface knows which one runs.
+resourceVersion. Backends: `nanokube.store.sqlite.SQLiteStore` (embedded, kine's model, one
+API server) and `nanokube.store.etcd.EtcdStore` (an etcd cluster, several API servers).
+Nothing above this interface knows which one runs (`open_store` picks it from --store).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import AsyncIterator
 __all__ = [
     "KeyValue", "Event", "ADDED", "MODIFIED", "DELETED",
     "StoreError", "KeyExistsError", "NotFoundError", "ConflictError", "CompactedError",
-    "WatcherTooSlowError", "FutureRevisionError", "Store",
+    "WatcherTooSlowError", "FutureRevisionError", "Store", "open_store",
 ]
 
 ADDED = "ADDED"
@@ -154,3 +155,19 @@ def prefix_end(prefix: str) -> str | None:
             return prefix[:-1] + chr(nxt)
         prefix = prefix[:-1]
     return None
+
+
+async def open_store(url: str | None, data_dir: str) -> Store:
+    """The store --store names: `etcd://host:port[,host:port...]`, or `sqlite` / nothing for
+    the SQLite file state.db in `data_dir`."""
+    if url and url.startswith("etcd://"):
+        from nanokube.store.etcd import EtcdStore
+        store: Store = EtcdStore(url)
+    elif not url or url == "sqlite":
+        import os
+        from nanokube.store.sqlite import SQLiteStore
+        store = SQLiteStore(os.path.join(data_dir, "state.db"))
+    else:
+        raise ValueError(f"unsupported --store {url!r}: want etcd://host:port[,...] or sqlite")
+    await store.open()
+    return store
