@@ -82,6 +82,8 @@ class ApiServer:
             t.cancel()
         if self.runner is not None:
             await self.runner.cleanup()
+        for s in self.registry.strategies:
+            await s.stop_sharing()
         if self.store is not None:
             await self.store.close()
 
@@ -125,23 +127,43 @@ class ApiServer:
             if type(s).restore is not Strategy.restore:   # only kinds that allocate
                 objs, _, _, _ = await self.storages[(s.group, s.plural)].list(None)
                 s.restore(objs)
+                if self.store.shared:
+                    await s.share_allocations(self.store)
 
     async def _bootstrap(self) -> None:
         """The objects every cluster has: system namespaces and the `kubernetes` Service."""
-        ns = self.storages[("", "namespaces")]
+        from nanokube.registry.service import kubernetes_service
         for name in SYSTEM_NAMESPACES:
-            try:
-                await ns.get(None, name)
-            except E.StatusError:
-                await ns.create(None, {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": name}})
-        svc = self.storages[("", "services")]
-        try:
-            await svc.get("default", "kubernetes")
-        except E.StatusError:
-            from nanokube.registry.service import kubernetes_service
-            await svc.create("default", kubernetes_service(self.config))
+            await self._ensure(("", "namespaces"), None, name, lambda: {
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await self._ensure(("", "services"), "default", "kubernetes",
+                           lambda: kubernetes_service(self.config))
         await self._reconcile_kubernetes_endpoints()
+
+    async def _ensure(self, resource: tuple[str, str], namespace: str | None, name: str,
+                      make) -> None:
+        """Create a bootstrap object unless it exists; another API server starting on the same
+        store may create it at the same moment (409 AlreadyExists, or 422 for the first
+        Service IP it holds): then it exists."""
+        storage = self.storages[resource]
+        try:
+            await storage.get(namespace, name)
+            return
+        except E.StatusError:
+            pass
+        try:
+            await storage.create(namespace, make())
+            return
+        except E.StatusError as err:
+            if err.code not in (409, 422):
+                raise
+        for _ in range(50):   # the other server's write follows its claim
+            try:
+                await storage.get(namespace, name)
+                return
+            except E.StatusError:
+                await asyncio.sleep(0.1)
+        await storage.get(namespace, name)
 
     def _endpoint_address(self) -> str | None:
         for addr in ([self.advertise_address] if self.advertise_address else []) + \

@@ -93,6 +93,8 @@ class FutureRevisionError(StoreError):
 class Store(abc.ABC):
     """A revisioned key-value store. All methods are called from one event loop."""
 
+    shared = False   # True when other API servers write to the same store (etcd)
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 

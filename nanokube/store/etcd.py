@@ -109,6 +109,8 @@ class _Unavailable(Exception):
 
 
 class EtcdStore(Store):
+    shared = True
+
     def __init__(self, endpoints: list[str] | str, *, compact_interval: float = 300.0,
                  compact_retain: int = 1000, watch_queue_size: int = 10000,
                  request_timeout: float = 10.0):
