@@ -30,6 +30,7 @@ KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-nanokube",
                 "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+CONTROLLERS_LEASE = "nanokube-apiserver-controllers"   # GC and namespace controller, shared store
 
 
 class ApiServer:
@@ -51,6 +52,8 @@ class ApiServer:
         self.tasks: list[asyncio.Task] = []
         self._openapi_cache: dict = {}
         self.token_issuer = None
+        self._election: asyncio.Task | None = None
+        self._election_stop: asyncio.Event | None = None
 
     # ---- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -78,6 +81,12 @@ class ApiServer:
         self.ready = True
 
     async def stop(self) -> None:
+        if self._election is not None:   # hand the Lease over before the store closes
+            self._election_stop.set()
+            try:
+                await asyncio.wait_for(self._election, 3)
+            except (asyncio.TimeoutError, Exception):
+                self._election.cancel()
         for t in self.tasks:
             t.cancel()
         if self.runner is not None:
@@ -209,10 +218,25 @@ class ApiServer:
                 await storage.update("default", "kubernetes", cur)
 
     def _start_controllers(self) -> None:
+        if not self.store.shared:
+            self.tasks.append(asyncio.create_task(self._run_controllers()))
+            return
+        # Several API servers on one store: one of them runs these, elected on a Lease.
+        import uuid
+        from nanokube.controllers.leaderelection import (ElectionConfig, LeaderElector,
+                                                         StorageLeases)
+        config = ElectionConfig("kube-system", CONTROLLERS_LEASE)
+        leases = StorageLeases(self.storages[("coordination.k8s.io", "leases")],
+                               config.namespace, config.name)
+        elector = LeaderElector(leases, config, f"kube-apiserver-{uuid.uuid4()}")
+        self._election_stop = asyncio.Event()
+        self._election = asyncio.create_task(elector.run(self._run_controllers,
+                                                         self._election_stop))
+
+    async def _run_controllers(self) -> None:
         from nanokube.controllers.garbagecollector import GarbageCollector
         from nanokube.controllers.namespace import NamespaceController
-        self.tasks.append(asyncio.create_task(GarbageCollector(self).run()))
-        self.tasks.append(asyncio.create_task(NamespaceController(self).run()))
+        await asyncio.gather(GarbageCollector(self).run(), NamespaceController(self).run())
 
     async def _namespace_check(self, namespace: str) -> None:
         try:

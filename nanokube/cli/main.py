@@ -88,6 +88,18 @@ def _controller_manager_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N")
     p.add_argument("--node-monitor-grace-period", type=float, default=8.0, metavar="SECONDS",
                    help="a node whose Lease is older than this is marked NotReady")
+    _leader_elect_args(p)
+
+
+def _leader_elect_args(p: argparse.ArgumentParser) -> None:
+    """kube-controller-manager's leader election flags (on when several run)."""
+    p.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=False,
+                   help="run the controllers only while holding the Lease")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-resource", default="kube-system/kube-controller-manager",
+                   metavar="NAMESPACE/NAME", help="the Lease")
 
 
 def _agent_args(p: argparse.ArgumentParser) -> None:
