@@ -102,6 +102,12 @@ def _leader_elect_args(p: argparse.ArgumentParser) -> None:
                    metavar="NAMESPACE/NAME", help="the Lease")
 
 
+def _migrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the API server's data dir holding state.db")
+    p.add_argument("--store", required=True, metavar="URL", help="etcd://HOST:PORT[,HOST:PORT...]")
+
+
 def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, metavar="NAME", help="this node's name")
     p.add_argument("--node-ip", required=True, metavar="IP")
@@ -184,6 +190,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                                      _controller_manager_args),
     "rules": Subcommand("print the live nftables ruleset of the cluster's nodes",
                         "nanokube.cli.rules:main", _rules_args),
+    "migrate": Subcommand("copy a cluster's SQLite store into etcd", "nanokube.store.migrate:main",
+                          _migrate_args),
     "agent": Subcommand("run the node agent (pods, network, service proxy) inside a node",
                         "nanokube.node.agent:main", _agent_args),
 }
