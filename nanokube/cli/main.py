@@ -129,6 +129,9 @@ def _rules_args(p: argparse.ArgumentParser) -> None:
 
 def _up_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=2, metavar="K", help="number of nodes (default 2)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="etcd://HOST:PORT[,HOST:PORT...]: keep the cluster in this etcd "
+                        "(default: SQLite in the cluster's data dir)")
 
 
 def _down_args(p: argparse.ArgumentParser) -> None:
