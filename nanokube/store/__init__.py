@@ -8,13 +8,15 @@ Nothing above this interface knows which one runs (`open_store` picks it from --
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 __all__ = [
     "KeyValue", "Event", "ADDED", "MODIFIED", "DELETED",
     "StoreError", "KeyExistsError", "NotFoundError", "ConflictError", "CompactedError",
-    "WatcherTooSlowError", "FutureRevisionError", "Store", "open_store",
+    "WatcherTooSlowError", "FutureRevisionError", "Store", "PeriodicCompactor", "open_store",
 ]
 
 ADDED = "ADDED"
@@ -146,6 +148,40 @@ class Store(abc.ABC):
     async def compact(self, revision: int) -> None:
         """Drop history superseded at or before `revision`, and tombstones; the newest state
         of every key is always kept."""
+
+
+class PeriodicCompactor:
+    """Compacts a store every `interval` seconds up to its revision minus `retain`, as kine and
+    kube-apiserver do (every 5 minutes); a failed round is logged and tried again next time."""
+
+    def __init__(self, store: Store, interval: float, retain: int,
+                 errors: tuple[type[Exception], ...] = (StoreError,)):
+        self.store, self.interval, self.retain, self.errors = store, interval, retain, errors
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            target = self.store.current_revision() - self.retain
+            if target > self.store.compacted_revision():
+                try:
+                    await self.store.compact(target)
+                except self.errors:
+                    logging.getLogger(__name__).exception(
+                        "compaction to revision %d failed", target)
 
 
 def prefix_end(prefix: str) -> str | None:

@@ -36,8 +36,8 @@ from typing import AsyncIterator
 import aiohttp
 
 from nanokube.store import (ADDED, DELETED, MODIFIED, CompactedError, ConflictError, Event,
-                            FutureRevisionError, KeyExistsError, KeyValue, NotFoundError, Store,
-                            StoreError)
+                            FutureRevisionError, KeyExistsError, KeyValue, NotFoundError,
+                            PeriodicCompactor, Store, StoreError)
 from nanokube.store.watch import Subscription
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class EtcdStore(Store):
         self._rev = 0
         self._compacted = 0
         self._watches: set[_Watch] = set()
-        self._compactor: asyncio.Task | None = None
+        self._compactor = PeriodicCompactor(self, compact_interval, compact_retain)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -144,17 +144,10 @@ class EtcdStore(Store):
             await self._session.close()
             self._session = None
             raise
-        if self.compact_interval > 0:
-            self._compactor = asyncio.get_running_loop().create_task(self._compact_loop())
+        self._compactor.start()
 
     async def close(self) -> None:
-        if self._compactor is not None:
-            self._compactor.cancel()
-            try:
-                await self._compactor
-            except asyncio.CancelledError:
-                pass
-            self._compactor = None
+        await self._compactor.stop()
         for watch in list(self._watches):
             watch.end()
         if self._session is not None:
@@ -348,16 +341,6 @@ class EtcdStore(Store):
         except FutureRevisionError:
             raise FutureRevisionError(revision, self._rev) from None
         self._compacted = max(self._compacted, revision)
-
-    async def _compact_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.compact_interval)
-            target = self._rev - self.compact_retain
-            if target > self._compacted:
-                try:
-                    await self.compact(target)
-                except StoreError:
-                    log.exception("compaction to revision %d failed", target)
 
 
 async def _results(resp: aiohttp.ClientResponse) -> AsyncIterator[dict]:
