@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := iproute2 nftables conntrack curl openssl nginx-light libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-cjson pebble
+DEBS := iproute2 nftables conntrack curl openssl nginx-light libnginx-mod-http-ndk libnginx-mod-http-lua lua-resty-core lua-cjson pebble etcd-server
 BENCH_DEBS := wrk iperf3 dnsperf
 
 .PHONY: demo test unit integration bench setup debs clean

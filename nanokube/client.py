@@ -58,6 +58,19 @@ class KubeConfig:
     insecure: bool = False
     tls_server_name: str = ""
     context: str = ""
+    servers: tuple[str, ...] = ()     # every API server of the cluster (failover), `server` first
+
+
+# A kubeconfig cluster extension (kubectl ignores it) naming more API servers of the cluster:
+# extensions: [{name: nanokube.io/servers, extension: {servers: [https://a:6443, ...]}}]
+SERVERS_EXTENSION = "nanokube.io/servers"
+
+
+def _extension_servers(cluster: dict) -> list[str]:
+    for ext in cluster.get("extensions") or []:
+        if ext.get("name") == SERVERS_EXTENSION:
+            return [str(u).rstrip("/") for u in (ext.get("extension") or {}).get("servers") or []]
+    return []
 
 
 def _named(items: list | None, name: str, what: str) -> dict:
@@ -106,6 +119,7 @@ def load_kubeconfig(path: str, context: str | None = None) -> KubeConfig:
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
         tls_server_name=cluster.get("tls-server-name", "") or "",
         context=context,
+        servers=tuple(dict.fromkeys([server.rstrip("/"), *_extension_servers(cluster)])),
     )
 
 
@@ -189,9 +203,12 @@ class Client:
     def __init__(self, server: str, ssl_context: ssl.SSLContext | None = None,
                  token: str | None = None, namespace: str = "default",
                  warning_handler: Callable[[str], None] | None = None,
-                 tls_server_name: str = ""):
+                 tls_server_name: str = "", servers: list[str] | tuple[str, ...] = ()):
         self.tls_server_name = tls_server_name or None
         self.server = server.rstrip("/")
+        # Several API servers of one cluster: a request that gets no answer at all from the
+        # current one moves on to the next (client-go leaves this to a load balancer).
+        self.servers = list(dict.fromkeys([self.server, *(u.rstrip("/") for u in servers)]))
         self.namespace = namespace or "default"
         self._ssl = ssl_context
         self._token = token
@@ -205,6 +222,7 @@ class Client:
     def from_kubeconfig(cls, path: str, context: str | None = None, **kwargs) -> "Client":
         cfg = load_kubeconfig(path, context)
         ctx = ssl_context(cfg) if cfg.server.startswith("https:") else None
+        kwargs.setdefault("servers", cfg.servers)
         client = cls(cfg.server, ctx, cfg.token, cfg.namespace or "default",
                      tls_server_name=cfg.tls_server_name, **kwargs)
         client.ca_data = cfg.ca_data
@@ -243,17 +261,26 @@ class Client:
         if body is not None:
             data = body if isinstance(body, (bytes, str)) else json.dumps(body)
             headers["Content-Type"] = content_type
-        url = self._url(path, params)
-        try:
-            return await self._get_session().request(method, url, data=data, headers=headers,
-                                                     server_hostname=self.tls_server_name)
-        except HTTPError as e:
-            cause = e.__cause__
-            refused = isinstance(cause, ConnectionRefusedError) or (
-                isinstance(cause, HTTPError) and isinstance(cause.__cause__,
-                                                            ConnectionRefusedError))
-            host = urlsplit(self.server).netloc
-            raise APIConnectionError(self.server, host, refused, str(e)) from e
+        for attempt in range(len(self.servers)):
+            url = self._url(path, params)
+            try:
+                return await self._get_session().request(method, url, data=data,
+                                                         headers=headers,
+                                                         server_hostname=self.tls_server_name)
+            except HTTPError as e:
+                if attempt + 1 < len(self.servers):
+                    self._next_server()
+                    continue
+                cause = e.__cause__
+                refused = isinstance(cause, ConnectionRefusedError) or (
+                    isinstance(cause, HTTPError) and isinstance(cause.__cause__,
+                                                                ConnectionRefusedError))
+                host = urlsplit(self.server).netloc
+                raise APIConnectionError(self.server, host, refused, str(e)) from e
+
+    def _next_server(self) -> None:
+        i = self.servers.index(self.server) if self.server in self.servers else -1
+        self.server = self.servers[(i + 1) % len(self.servers)]
 
     async def request(self, method: str, path: str, body: Any = None,
                       content_type: str = JSON, params: dict | None = None,

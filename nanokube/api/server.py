@@ -30,17 +30,19 @@ KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-nanokube",
                 "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"}
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
+CONTROLLERS_LEASE = "nanokube-apiserver-controllers"   # GC and namespace controller, shared store
 
 
 class ApiServer:
     def __init__(self, data_dir: str, config: ServerConfig, listen: list[str],
-                 advertise_address: str | None = None):
+                 advertise_address: str | None = None, store_url: str | None = None):
         from nanokube.registry import default_registry
         self.data_dir = Path(data_dir)
         self.config = config
         self.listen = listen
         self.advertise_address = advertise_address
         self.registry = default_registry(config)
+        self.store_url = store_url      # None: SQLite in data_dir; etcd://h:p,... : etcd
         self.store = None
         self.storages: dict[tuple[str, str], ResourceStorage] = {}
         self.handler = ApiHandler(self)
@@ -50,13 +52,14 @@ class ApiServer:
         self.tasks: list[asyncio.Task] = []
         self._openapi_cache: dict = {}
         self.token_issuer = None
+        self._election: asyncio.Task | None = None
+        self._election_stop: asyncio.Event | None = None
 
     # ---- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        from nanokube.store.sqlite import SQLiteStore
+        from nanokube.store import open_store
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = SQLiteStore(str(self.data_dir / "state.db"))
-        await self.store.open()
+        self.store = await open_store(self.store_url, str(self.data_dir))
         for s in self.registry.strategies:
             self.storages[(s.group, s.plural)] = ResourceStorage(s, self.store,
                                                                  self._namespace_check)
@@ -78,10 +81,18 @@ class ApiServer:
         self.ready = True
 
     async def stop(self) -> None:
+        if self._election is not None:   # hand the Lease over before the store closes
+            self._election_stop.set()
+            try:
+                await asyncio.wait_for(self._election, 3)
+            except (asyncio.TimeoutError, Exception):
+                self._election.cancel()
         for t in self.tasks:
             t.cancel()
         if self.runner is not None:
             await self.runner.cleanup()
+        for s in self.registry.strategies:
+            await s.stop_sharing()
         if self.store is not None:
             await self.store.close()
 
@@ -125,23 +136,43 @@ class ApiServer:
             if type(s).restore is not Strategy.restore:   # only kinds that allocate
                 objs, _, _, _ = await self.storages[(s.group, s.plural)].list(None)
                 s.restore(objs)
+                if self.store.shared:
+                    await s.share_allocations(self.store)
 
     async def _bootstrap(self) -> None:
         """The objects every cluster has: system namespaces and the `kubernetes` Service."""
-        ns = self.storages[("", "namespaces")]
+        from nanokube.registry.service import kubernetes_service
         for name in SYSTEM_NAMESPACES:
-            try:
-                await ns.get(None, name)
-            except E.StatusError:
-                await ns.create(None, {"apiVersion": "v1", "kind": "Namespace",
-                                       "metadata": {"name": name}})
-        svc = self.storages[("", "services")]
-        try:
-            await svc.get("default", "kubernetes")
-        except E.StatusError:
-            from nanokube.registry.service import kubernetes_service
-            await svc.create("default", kubernetes_service(self.config))
+            await self._ensure(("", "namespaces"), None, name, lambda: {
+                "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        await self._ensure(("", "services"), "default", "kubernetes",
+                           lambda: kubernetes_service(self.config))
         await self._reconcile_kubernetes_endpoints()
+
+    async def _ensure(self, resource: tuple[str, str], namespace: str | None, name: str,
+                      make) -> None:
+        """Create a bootstrap object unless it exists; another API server starting on the same
+        store may create it at the same moment (409 AlreadyExists, or 422 for the first
+        Service IP it holds): then it exists."""
+        storage = self.storages[resource]
+        try:
+            await storage.get(namespace, name)
+            return
+        except E.StatusError:
+            pass
+        try:
+            await storage.create(namespace, make())
+            return
+        except E.StatusError as err:
+            if err.code not in (409, 422):
+                raise
+        for _ in range(50):   # the other server's write follows its claim
+            try:
+                await storage.get(namespace, name)
+                return
+            except E.StatusError:
+                await asyncio.sleep(0.1)
+        await storage.get(namespace, name)
 
     def _endpoint_address(self) -> str | None:
         for addr in ([self.advertise_address] if self.advertise_address else []) + \
@@ -187,10 +218,25 @@ class ApiServer:
                 await storage.update("default", "kubernetes", cur)
 
     def _start_controllers(self) -> None:
+        if not self.store.shared:
+            self.tasks.append(asyncio.create_task(self._run_controllers()))
+            return
+        # Several API servers on one store: one of them runs these, elected on a Lease.
+        import uuid
+        from nanokube.controllers.leaderelection import (ElectionConfig, LeaderElector,
+                                                         StorageLeases)
+        config = ElectionConfig("kube-system", CONTROLLERS_LEASE)
+        leases = StorageLeases(self.storages[("coordination.k8s.io", "leases")],
+                               config.namespace, config.name)
+        elector = LeaderElector(leases, config, f"kube-apiserver-{uuid.uuid4()}")
+        self._election_stop = asyncio.Event()
+        self._election = asyncio.create_task(elector.run(self._run_controllers,
+                                                         self._election_stop))
+
+    async def _run_controllers(self) -> None:
         from nanokube.controllers.garbagecollector import GarbageCollector
         from nanokube.controllers.namespace import NamespaceController
-        self.tasks.append(asyncio.create_task(GarbageCollector(self).run()))
-        self.tasks.append(asyncio.create_task(NamespaceController(self).run()))
+        await asyncio.gather(GarbageCollector(self).run(), NamespaceController(self).run())
 
     async def _namespace_check(self, namespace: str) -> None:
         try:
@@ -345,6 +391,7 @@ def main(args) -> int:
     listen = args.listen or ["127.0.0.1:6443"]
     if isinstance(listen, str):
         listen = [listen]
-    server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None))
+    server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None),
+                       getattr(args, "store", None))
     asyncio.run(_run(server))
     return 0

@@ -148,7 +148,7 @@ class ResourceStorage:
             raise self._invalid(meta.get("name", ""), errs)
         if self.namespace_check and s.namespaced:
             await self.namespace_check(namespace)
-        txn = s.begin_create(obj)
+        txn = await s.allocate_create(obj, dry_run)
         if dry_run:
             txn.rollback()
             return obj
@@ -202,7 +202,8 @@ class ResourceStorage:
             return old
         if self._finalized(obj):
             return await self._delete_now(namespace, name, old)
-        txn = s.begin_update(obj, old) if subresource in ("", "finalize") else None
+        txn = (await s.allocate_update(obj, old, dry_run)
+               if subresource in ("", "finalize") else None)
         if dry_run:
             if txn:
                 txn.rollback()

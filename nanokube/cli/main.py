@@ -49,6 +49,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12", metavar="CIDR")
     p.add_argument("--service-node-port-range", default="30000-32767", metavar="A-B")
     p.add_argument("--advertise-address", default=None, metavar="IP")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="etcd://HOST:PORT[,HOST:PORT...] (default: SQLite in --data-dir)")
 
 
 def _apply_args(p: argparse.ArgumentParser) -> None:
@@ -86,6 +88,24 @@ def _controller_manager_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node-cidr-mask-size", type=int, default=24, metavar="N")
     p.add_argument("--node-monitor-grace-period", type=float, default=8.0, metavar="SECONDS",
                    help="a node whose Lease is older than this is marked NotReady")
+    _leader_elect_args(p)
+
+
+def _leader_elect_args(p: argparse.ArgumentParser) -> None:
+    """kube-controller-manager's leader election flags (on when several run)."""
+    p.add_argument("--leader-elect", type=_bool, nargs="?", const=True, default=False,
+                   help="run the controllers only while holding the Lease")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--leader-elect-resource", default="kube-system/kube-controller-manager",
+                   metavar="NAMESPACE/NAME", help="the Lease")
+
+
+def _migrate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the API server's data dir holding state.db")
+    p.add_argument("--store", required=True, metavar="URL", help="etcd://HOST:PORT[,HOST:PORT...]")
 
 
 def _agent_args(p: argparse.ArgumentParser) -> None:
@@ -109,6 +129,9 @@ def _rules_args(p: argparse.ArgumentParser) -> None:
 
 def _up_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nodes", type=int, default=2, metavar="K", help="number of nodes (default 2)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="etcd://HOST:PORT[,HOST:PORT...]: keep the cluster in this etcd "
+                        "(default: SQLite in the cluster's data dir)")
 
 
 def _down_args(p: argparse.ArgumentParser) -> None:
@@ -179,6 +202,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                      "nanokube.certmanager.defaultissuer:print_ca"),
     "rules": Subcommand("print the live nftables ruleset of the cluster's nodes",
                         "nanokube.cli.rules:main", _rules_args),
+    "migrate": Subcommand("copy a cluster's SQLite store into etcd", "nanokube.store.migrate:main",
+                          _migrate_args),
     "agent": Subcommand("run the node agent (pods, network, service proxy) inside a node",
                         "nanokube.node.agent:main", _agent_args),
 }

@@ -212,6 +212,8 @@ def up(args) -> int:
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / "logs").mkdir(exist_ok=True)
     state: dict = {"name": name, "pids": {}}
+    if getattr(args, "store", None):
+        state["store"] = args.store
     try:
         with _machine_lock():   # two `up`s at once must not pick the same LAN
             net = network.plan(name, _pick_index(), args.nodes)
@@ -249,7 +251,7 @@ def _start_control_plane(cdir: Path, net, state: dict) -> None:
         py + ["server", "--data-dir", str(cdir / "data"),
               "--listen", f"{net.host_ip}:{API_PORT}",
               "--listen", f"127.0.0.1:{local_port(net.index)}",
-              "--advertise-address", net.host_ip], logs / "apiserver.log")
+              "--advertise-address", net.host_ip, *_store_args(state)], logs / "apiserver.log")
     _save(cdir, state)
     _wait_file(cdir / "data" / "kubeconfig", state["pids"]["apiserver"])
     _write_kubeconfigs(cdir, state["name"], net)
@@ -263,6 +265,11 @@ def _start_control_plane(cdir: Path, net, state: dict) -> None:
             "--cluster", state["name"]])
         state["pids"][f"agent-{node.name}"] = _spawn(argv, logs / f"agent-{node.name}.log")
     _save(cdir, state)
+
+
+def _store_args(state: dict) -> list[str]:
+    """--store for the API server: the etcd cluster `up --store etcd://...` was given."""
+    return ["--store", state["store"]] if state.get("store") else []
 
 
 def _wait_file(path: Path, pid: int, timeout: float = 20) -> None:

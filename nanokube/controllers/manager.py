@@ -166,8 +166,40 @@ def kubeconfig_path(args) -> str:
 async def run(args, stop: asyncio.Event | None = None) -> None:
     from nanokube import daemon
     stop = daemon.stop_event(stop)
-    started = time.monotonic()
     client = Client.from_kubeconfig(kubeconfig_path(args), getattr(args, "context", None))
+    try:
+        if getattr(args, "leader_elect", False):
+            from nanokube.controllers.leaderelection import ClientLeases, LeaderElector
+            config = election_config(args)
+            elector = LeaderElector(ClientLeases(client, config.namespace, config.name), config,
+                                    leader_identity())
+            await elector.run(lambda: run_controllers(client, args, asyncio.Event()), stop)
+        else:
+            await run_controllers(client, args, stop)
+    finally:
+        await client.close()
+
+
+def election_config(args):
+    from nanokube.controllers.leaderelection import ElectionConfig
+    namespace, _, name = (getattr(args, "leader_elect_resource", None)
+                          or "kube-system/kube-controller-manager").rpartition("/")
+    return ElectionConfig(namespace or "kube-system", name,
+                          getattr(args, "leader_elect_lease_duration", None) or 15.0,
+                          getattr(args, "leader_elect_renew_deadline", None) or 10.0,
+                          getattr(args, "leader_elect_retry_period", None) or 2.0)
+
+
+def leader_identity() -> str:
+    """client-go's: the host name and a unique suffix."""
+    import socket
+    import uuid
+    return f"{socket.gethostname()}_{uuid.uuid4()}"
+
+
+async def run_controllers(client: Client, args, stop: asyncio.Event) -> None:
+    """Informers, then every controller, until `stop` (or cancellation: leadership lost)."""
+    started = time.monotonic()
     informers = InformerFactory(client)
     controllers = build_controllers(client, informers, args)
     tasks = [asyncio.create_task(i.run(), name=f"informer-{i.plural}") for i in informers.all()]
@@ -183,13 +215,12 @@ async def run(args, stop: asyncio.Event | None = None) -> None:
         for t in (synced, stopping):
             t.cancel()
     finally:
-        log.info("stopping")
+        log.info("stopping controllers")
         for c in controllers:
             c.queue.shutdown()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
 
 
 def main(args) -> int:

@@ -129,6 +129,19 @@ class Strategy:
     def begin_delete(self, obj: dict) -> Txn:
         return NOOP_TXN
 
+    async def allocate_create(self, obj: dict, dry_run: bool = False) -> Txn:
+        """begin_create, made safe where several API servers share the store (claims)."""
+        return self.begin_create(obj)
+
+    async def allocate_update(self, new: dict, old: dict, dry_run: bool = False) -> Txn:
+        return self.begin_update(new, old)
+
+    async def share_allocations(self, store) -> None:
+        """The store is shared with other API servers: allocate through it from now on."""
+
+    async def stop_sharing(self) -> None:
+        pass
+
     def deletion_grace_seconds(self, obj: dict, options: dict) -> int:
         """Seconds of graceful deletion (0: delete at once). Pods on a node override this."""
         return 0

@@ -14,7 +14,7 @@ import ipaddress
 from typing import Any
 
 from nanokube.allocators.service import (
-    CLUSTER_IP, EXTERNAL_NAME, LOAD_BALANCER, NODE_PORT, NONE, AllocationTxn,
+    CLUSTER_IP, EXTERNAL_NAME, LOAD_BALANCER, NODE_PORT, NONE,
     InternalAllocation, InvalidAllocation, ServiceAllocators, externally_accessible, go_families,
     go_strings, is_headless, needs_cluster_ip, needs_health_check, needs_node_port,
     same_cluster_ips, same_ip_families)
@@ -681,6 +681,7 @@ class ServiceStrategy(Strategy):
         self.allocators = ServiceAllocators(self.config.service_cluster_ip_range,
                                             self.config.service_node_port_range,
                                             validate_cluster_ips_related_fields)
+        self.shared = None   # SharedAllocations when several API servers share the store
 
     def default(self, obj: dict) -> None:
         set_defaults_service(obj)
@@ -733,8 +734,28 @@ class ServiceStrategy(Strategy):
     def begin_update(self, new: dict, old: dict) -> Txn:
         return self._run(new, lambda: self.allocators.allocate_update(new, old))
 
-    def begin_delete(self, obj: dict) -> AllocationTxn:
-        return self.allocators.release_all(obj)
+    def begin_delete(self, obj: dict) -> Txn:
+        txn = self.allocators.release_all(obj)
+        return self.shared.release_all(txn, obj) if self.shared else txn
+
+    async def allocate_create(self, obj: dict, dry_run: bool = False) -> Txn:
+        if self.shared is None or dry_run:
+            return self.begin_create(obj)
+        return await self.shared.allocate(obj, None, lambda: self.begin_create(obj))
+
+    async def allocate_update(self, new: dict, old: dict, dry_run: bool = False) -> Txn:
+        if self.shared is None or dry_run:
+            return self.begin_update(new, old)
+        return await self.shared.allocate(new, old, lambda: self.begin_update(new, old))
+
+    async def share_allocations(self, store) -> None:
+        from nanokube.allocators.claims import SharedAllocations
+        self.shared = SharedAllocations(store, self.allocators)
+        await self.shared.start()
+
+    async def stop_sharing(self) -> None:
+        if self.shared is not None:
+            await self.shared.stop()
 
     def restore(self, objects: list[dict]) -> None:
         self.allocators.restore(objects)

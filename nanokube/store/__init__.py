@@ -1,19 +1,22 @@
 """The revisioned key-value store under the API server (DESIGN §2).
 
 Every write gets a new, global, increasing revision; the revision is the Kubernetes
-resourceVersion. Backends: `nanokube.store.sqlite.SQLiteStore` (embedded, kine's model);
-etcd later. Nothing above this interface knows which one runs.
+resourceVersion. Backends: `nanokube.store.sqlite.SQLiteStore` (embedded, kine's model, one
+API server) and `nanokube.store.etcd.EtcdStore` (an etcd cluster, several API servers).
+Nothing above this interface knows which one runs (`open_store` picks it from --store).
 """
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
 from dataclasses import dataclass
 from typing import AsyncIterator
 
 __all__ = [
     "KeyValue", "Event", "ADDED", "MODIFIED", "DELETED",
     "StoreError", "KeyExistsError", "NotFoundError", "ConflictError", "CompactedError",
-    "WatcherTooSlowError", "FutureRevisionError", "Store",
+    "WatcherTooSlowError", "FutureRevisionError", "Store", "PeriodicCompactor", "open_store",
 ]
 
 ADDED = "ADDED"
@@ -92,6 +95,8 @@ class FutureRevisionError(StoreError):
 class Store(abc.ABC):
     """A revisioned key-value store. All methods are called from one event loop."""
 
+    shared = False   # True when other API servers write to the same store (etcd)
+
     @abc.abstractmethod
     async def open(self) -> None: ...
 
@@ -145,6 +150,40 @@ class Store(abc.ABC):
         of every key is always kept."""
 
 
+class PeriodicCompactor:
+    """Compacts a store every `interval` seconds up to its revision minus `retain`, as kine and
+    kube-apiserver do (every 5 minutes); a failed round is logged and tried again next time."""
+
+    def __init__(self, store: Store, interval: float, retain: int,
+                 errors: tuple[type[Exception], ...] = (StoreError,)):
+        self.store, self.interval, self.retain, self.errors = store, interval, retain, errors
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            target = self.store.current_revision() - self.retain
+            if target > self.store.compacted_revision():
+                try:
+                    await self.store.compact(target)
+                except self.errors:
+                    logging.getLogger(__name__).exception(
+                        "compaction to revision %d failed", target)
+
+
 def prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string starting with `prefix` (None: no bound)."""
     while prefix:
@@ -154,3 +193,19 @@ def prefix_end(prefix: str) -> str | None:
             return prefix[:-1] + chr(nxt)
         prefix = prefix[:-1]
     return None
+
+
+async def open_store(url: str | None, data_dir: str) -> Store:
+    """The store --store names: `etcd://host:port[,host:port...]`, or `sqlite` / nothing for
+    the SQLite file state.db in `data_dir`."""
+    if url and url.startswith("etcd://"):
+        from nanokube.store.etcd import EtcdStore
+        store: Store = EtcdStore(url)
+    elif not url or url == "sqlite":
+        import os
+        from nanokube.store.sqlite import SQLiteStore
+        store = SQLiteStore(os.path.join(data_dir, "state.db"))
+    else:
+        raise ValueError(f"unsupported --store {url!r}: want etcd://host:port[,...] or sqlite")
+    await store.open()
+    return store

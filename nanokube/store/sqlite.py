@@ -19,8 +19,8 @@ import sqlite3
 from typing import AsyncIterator
 
 from nanokube.store import (ADDED, DELETED, MODIFIED, CompactedError, ConflictError, Event,
-                            FutureRevisionError, KeyExistsError, KeyValue, NotFoundError, Store,
-                            StoreError, prefix_end)
+                            FutureRevisionError, KeyExistsError, KeyValue, NotFoundError,
+                            PeriodicCompactor, Store, StoreError, prefix_end)
 from nanokube.store.watch import Broadcaster, Subscription
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ class SQLiteStore(Store):
         self._rev = 0
         self._compacted = 0
         self._watchers = Broadcaster(watch_queue_size)
-        self._compactor: asyncio.Task | None = None
+        self._compactor = PeriodicCompactor(self, compact_interval, compact_retain,
+                                            (StoreError, sqlite3.Error))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -99,17 +100,10 @@ class SQLiteStore(Store):
         top = db.execute("SELECT MAX(id) FROM kv").fetchone()[0]
         self._rev = max(seq[0] if seq else 0, top or 0)
         self._db = db
-        if self.compact_interval > 0:
-            self._compactor = asyncio.get_running_loop().create_task(self._compact_loop())
+        self._compactor.start()
 
     async def close(self) -> None:
-        if self._compactor is not None:
-            self._compactor.cancel()
-            try:
-                await self._compactor
-            except asyncio.CancelledError:
-                pass
-            self._compactor = None
+        await self._compactor.stop()
         self._watchers.close()
         if self._db is not None:
             self._db.close()
@@ -271,16 +265,6 @@ class SQLiteStore(Store):
             db.execute("ROLLBACK")
             raise
         self._compacted = hi
-
-    async def _compact_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.compact_interval)
-            target = self._rev - self.compact_retain
-            if target > self._compacted:
-                try:
-                    await self.compact(target)
-                except (StoreError, sqlite3.Error):
-                    log.exception("compaction to revision %d failed", target)
 
 
 def _row_event(rid: int, name: str, created: int, deleted: int, create_rev: int, prev_rev: int,

@@ -10,9 +10,35 @@ import pytest
 
 from harness import ROOT, ApiServerProcess
 
+def pytest_generate_tests(metafunc):
+    """Modules marked `pytest.mark.stores("sqlite", "etcd")` run against each store backend."""
+    marker = metafunc.definition.get_closest_marker("stores")
+    if marker is not None and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", marker.args)
+
+
 @pytest.fixture
-def apiserver(tmp_path):
-    server = ApiServerProcess(tmp_path / "data")
+def store_backend():
+    return "sqlite"
+
+
+@pytest.fixture
+def store_args(store_backend, tmp_path):
+    """`nanokube server` arguments for the backend: nothing for SQLite; for etcd a throwaway
+    one-member etcd on loopback, ended by pid after the test."""
+    if store_backend == "sqlite":
+        yield []
+        return
+    from nanokube.store.etcd_cluster import EtcdCluster, etcd_binary
+    if etcd_binary() is None:
+        pytest.skip("etcd is not installed (make setup installs etcd-server)")
+    with EtcdCluster(tmp_path / "etcd") as etcd:
+        yield ["--store", etcd.url]
+
+
+@pytest.fixture
+def apiserver(tmp_path, store_args):
+    server = ApiServerProcess(tmp_path / "data", extra=store_args)
     try:
         yield server.start()
     finally:

@@ -10,6 +10,8 @@ import pytest
 
 from harness import ROOT
 
+pytestmark = pytest.mark.stores("sqlite", "etcd")
+
 SEED = str(ROOT / "examples" / "seed")
 VERBATIM = ROOT / "examples" / "seed-verbatim"
 

@@ -8,6 +8,8 @@ import pytest
 
 from harness import ApiServerProcess
 
+pytestmark = pytest.mark.stores("sqlite", "etcd")
+
 MANIFEST = json.dumps({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "keep"},
                        "spec": {"type": "NodePort", "ports": [{"port": 80}]}})
 
@@ -17,7 +19,7 @@ def test_restart_keeps_objects_and_allocations(tmp_path, kubectl, apiserver, sig
     kubectl("create", "-f", "-", input=MANIFEST)
     before = json.loads(kubectl("get", "svc", "keep", "-o", "json").stdout)
     apiserver.stop(sig)
-    restarted = ApiServerProcess(apiserver.data_dir, apiserver.port).start()
+    restarted = ApiServerProcess(apiserver.data_dir, apiserver.port, apiserver.extra).start()
     try:
         after = json.loads(kubectl("get", "svc", "keep", "-o", "json").stdout)
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

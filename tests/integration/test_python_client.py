@@ -8,6 +8,8 @@ import pytest
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes import client, watch  # noqa: E402
 
+pytestmark = pytest.mark.stores("sqlite", "etcd")
+
 
 def _service(name: str) -> client.V1Service:
     return client.V1Service(

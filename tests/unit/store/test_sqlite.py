@@ -157,10 +157,10 @@ async def test_background_compaction_keeps_the_newest_revisions(open_store):
 
 async def test_close_stops_background_compaction(open_store):
     store = await open_store(compact_interval=0.01)
-    task = store._compactor
+    task = store._compactor._task
     assert task is not None and not task.done()
     await store.close()
-    assert task.done() and store._compactor is None
+    assert task.done() and store._compactor._task is None
 
 
 async def test_slow_watcher_is_ended_and_writers_never_wait(open_store):
