@@ -22,6 +22,12 @@ NETNS_DIR = "/run/netns"
 # The routes sync_routes keeps carry their own protocol number, so that it finds and replaces
 # exactly its own and never touches a route someone else made (connected, default, ...).
 ROUTE_PROTO = 200
+# The address of a pod that went away answers "host unreachable" (an `unreachable` /32 route in
+# the node, with this protocol number) until IPAM hands it out again. Without it a packet to a
+# gone pod waits for ARP to fail (about 3 s) or for the sender's connect timeout, while the
+# pod's endpoint is still on its way out of every proxy's list; with it a connect fails at
+# once, and a proxy retries another endpoint (NGINX's proxy_next_upstream) in that moment.
+GONE_PROTO = 201
 LAST_RESERVED = "last_reserved_ip.0"   # the name host-local gives it
 
 
@@ -161,6 +167,7 @@ class PodNetwork:
         self.ipam = HostLocalIPAM(Path(state_dir) / "ipam")
         self.pod_cidr: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}   # one per pod: add and remove never overlap
+        self._gone: set[str] = set()                  # IPs with an unreachable route (GONE_PROTO)
 
     # ---- names and addresses ---------------------------------------------------------------
 
@@ -193,6 +200,8 @@ class PodNetwork:
                   f"link set dev {BRIDGE} up"]
         await _ip_batch(lines)
         await self._masquerade_outbound(str(net))
+        self._gone = {r["dst"] for r in await _ip_json(["-4", "route", "show", "proto",
+                                                        str(GONE_PROTO)])}
 
     async def _masquerade_outbound(self, pod_cidr: str) -> None:
         """Pods talking to anything outside the cluster CIDR (the API server, the LAN) leave
@@ -239,6 +248,8 @@ table ip {MASQ_TABLE} {{
     async def _wire(self, pod_uid: str, ip: str) -> None:
         netns, veth = self.netns_name(pod_uid), veth_name(pod_uid)
         node = []
+        if ip in self._gone:              # the address of a former pod: reachable again
+            node.append(f"route del unreachable {ip}/32 proto {GONE_PROTO}")
         if not _netns_exists(netns):
             node.append(f"netns add {netns}")
             if _link_exists(veth):        # left from an earlier namespace of this uid
@@ -250,6 +261,7 @@ table ip {MASQ_TABLE} {{
                  # hairpin: a pod that reaches a Service may be sent back to itself
                  f"link set dev {veth} type bridge_slave hairpin on"]
         await _ip_batch(node)
+        self._gone.discard(ip)
         prefixlen = ipaddress.ip_network(self._cidr()).prefixlen
         await _ip_batch(["link set dev lo up",
                          f"addr replace {ip}/{prefixlen} dev eth0",
@@ -259,10 +271,10 @@ table ip {MASQ_TABLE} {{
     async def remove_pod(self, pod_uid: str) -> None:
         """Removes the pod's namespace, veth and IP lease. Idempotent."""
         async with self._lock(pod_uid):
-            await self._unwire(pod_uid)
+            await self._unwire(pod_uid, self.ipam.lease_of(pod_uid))
             self.ipam.release(pod_uid)
 
-    async def _unwire(self, pod_uid: str) -> None:
+    async def _unwire(self, pod_uid: str, gone_ip: str | None = None) -> None:
         netns, veth = self.netns_name(pod_uid), veth_name(pod_uid)
         lines = []
         # The veth first: that removes its peer at once, while a namespace is freed later.
@@ -270,7 +282,11 @@ table ip {MASQ_TABLE} {{
             lines.append(f"link del dev {veth}")
         if _netns_exists(netns):
             lines.append(f"netns del {netns}")
+        if gone_ip and gone_ip not in self._gone:
+            lines.append(f"route replace unreachable {gone_ip}/32 proto {GONE_PROTO}")
         await _ip_batch(lines)
+        if gone_ip:
+            self._gone.add(gone_ip)
 
     async def pod_ips(self) -> dict[str, str]:
         """uid -> IP of every pod that holds a lease (what survives an agent restart)."""

@@ -81,6 +81,21 @@ def in_netns(netns: str, argv: list[str], timeout: float = 30) -> str:
     return proc.stdout
 
 
+# A TCP connect to port 80 of argv[1]: which error, and whether it came within a second.
+CONNECT = textwrap.dedent("""
+    import errno, json, socket, sys, time
+    t0 = time.monotonic()
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((sys.argv[1], 80))
+        error = "connected"
+    except OSError as e:
+        error = errno.errorcode.get(e.errno, str(e))
+    print(json.dumps({"error": error, "fast": time.monotonic() - t0 < 1.0}))
+""")
+
+
 def ping(netns: str, *targets: str) -> dict[str, str]:
     return json.loads(in_netns(netns, [sys.executable, "-c", PING, *targets]))
 
@@ -223,6 +238,11 @@ def test_two_node_pod_network(cluster_name, tmp_path):
                 out["ips"] = await pn.pod_ips()
             """)
             assert out["ips"] == {}
+        # A gone pod's address fails a connect at once (host unreachable), from its own node
+        # and from the other one, instead of hanging until a timeout.
+        for netns in (n1.netns, n2.netns):
+            assert json.loads(in_netns(netns, [sys.executable, "-c", CONNECT, a1])) \
+                == {"error": "EHOSTUNREACH", "fast": True}
         left = [n for n in os.listdir(network.NETNS_DIR) if network.owns_netns(net.cluster, n)]
         assert sorted(left) == sorted([n1.netns, n2.netns, net.outside_netns])
         assert subprocess.run(["ip", "-n", n1.netns, "link", "show", "master", "cni0"],

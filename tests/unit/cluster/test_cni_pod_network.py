@@ -117,11 +117,29 @@ async def test_failed_add_pod_leaves_nothing(pn, ip):
 async def test_remove_pod_is_idempotent(pn, ip):
     await pn.add_pod(UID)
     await pn.remove_pod(UID)
-    assert ip.batches[-1] == (None, ["link del dev vp0f1e2d3c", "netns del nk-demo-0f1e2d3c4b5a"])
+    assert ip.batches[-1] == (None, ["link del dev vp0f1e2d3c", "netns del nk-demo-0f1e2d3c4b5a",
+                                     "route replace unreachable 10.244.1.2/32 proto 201"])
     count = len(ip.batches)
     await pn.remove_pod(UID)
     assert len(ip.batches) == count               # nothing left to do
     assert await pn.pod_ips() == {}
+
+
+async def test_a_gone_pods_address_is_unreachable_until_handed_out_again(pn, ip, tmp_path):
+    # one address only, so the next pod gets the same one
+    small = cni.PodNetwork("demo", str(tmp_path / "small"))
+    await small.setup_node("10.244.9.0/30")
+    first = await small.add_pod(UID)
+    await small.remove_pod(UID)
+    assert ip.batches[-1][1][-1] == f"route replace unreachable {first}/32 proto 201"
+    other = "11111111-2222-3333-4444-555555555555"
+    assert await small.add_pod(other) == first
+    node = [b for b in ip.batches if b[0] is None][-1][1]
+    assert node[0] == f"route del unreachable {first}/32 proto 201"
+    await small.remove_pod(other)
+    assert await small.add_pod(UID) == first      # and again: the route made anew, then gone
+    node = [b for b in ip.batches if b[0] is None][-1][1]
+    assert node[0] == f"route del unreachable {first}/32 proto 201"
 
 
 async def test_sync_routes_keeps_exactly_the_peers(pn, ip):
