@@ -22,12 +22,6 @@ NETNS_DIR = "/run/netns"
 # The routes sync_routes keeps carry their own protocol number, so that it finds and replaces
 # exactly its own and never touches a route someone else made (connected, default, ...).
 ROUTE_PROTO = 200
-# The address of a pod that went away answers "host unreachable" (an `unreachable` /32 route in
-# the node, with this protocol number) until IPAM hands it out again. Without it a packet to a
-# gone pod waits for ARP to fail (about 3 s) or for the sender's connect timeout, while the
-# pod's endpoint is still on its way out of every proxy's list; with it a connect fails at
-# once, and a proxy retries another endpoint (NGINX's proxy_next_upstream) in that moment.
-GONE_PROTO = 201
 LAST_RESERVED = "last_reserved_ip.0"   # the name host-local gives it
 
 
@@ -167,7 +161,7 @@ class PodNetwork:
         self.ipam = HostLocalIPAM(Path(state_dir) / "ipam")
         self.pod_cidr: str | None = None
         self._locks: dict[str, asyncio.Lock] = {}   # one per pod: add and remove never overlap
-        self._gone: set[str] = set()                  # IPs with an unreachable route (GONE_PROTO)
+        self._live: set[str] = set()                  # the IPs in the `pods` set of MASQ_TABLE
 
     # ---- names and addresses ---------------------------------------------------------------
 
@@ -199,24 +193,54 @@ class PodNetwork:
         lines += [f"addr replace {gateway}/{net.prefixlen} dev {BRIDGE}",
                   f"link set dev {BRIDGE} up"]
         await _ip_batch(lines)
-        await self._masquerade_outbound(str(net))
-        self._gone = {r["dst"] for r in await _ip_json(["-4", "route", "show", "proto",
-                                                        str(GONE_PROTO)])}
+        self._live = {ip for ip in self.ipam.leases().values()
+                      if ipaddress.ip_address(ip) in net}
+        await self._node_table(str(net), gateway)
 
-    async def _masquerade_outbound(self, pod_cidr: str) -> None:
-        """Pods talking to anything outside the cluster CIDR (the API server, the LAN) leave
-        with the node's address, as the bridge CNI plugin's ipMasq does: the host and the LAN
-        have no route back to pod addresses, and no pod address may ever leave the node."""
+    async def _node_table(self, pod_cidr: str, gateway: str) -> None:
+        """The node's own nft table (rebuilt whole at every start):
+        - pods talking to anything outside the cluster CIDR (the API server, the LAN) leave
+          with the node's address, as the bridge CNI plugin's ipMasq does: the host and the
+          LAN have no route back to pod addresses, and no pod address may ever leave the node;
+        - an address of this node's pod CIDR that no pod holds (`pods`: the live ones) is
+          refused at once: a TCP reset, else ICMP host unreachable. Without it a packet to a pod
+          that just went away waits for ARP to fail or for the sender's connect timeout (5 s
+          in NGINX), in the moment before its endpoint leaves every proxy's list; with it a
+          proxy retries another endpoint at once (NGINX's proxy_next_upstream). A reset,
+          because the kernel rate-limits the ICMP errors a route would send."""
+        live = ", ".join(sorted(self._live))
+        refuse = f"ip daddr {pod_cidr} ip daddr != {gateway} ip daddr != @pods"
         table = f"""table ip {MASQ_TABLE}
 delete table ip {MASQ_TABLE}
 table ip {MASQ_TABLE} {{
+  set pods {{
+    type ipv4_addr;{f" elements = {{ {live} }};" if live else ""}
+  }}
   chain postrouting {{
     type nat hook postrouting priority srcnat + 10; policy accept;
     ip saddr {pod_cidr} ip daddr != {self.cluster_cidr} masquerade
   }}
+  chain refuse {{
+    meta l4proto tcp reject with tcp reset
+    reject with icmp type host-unreachable
+  }}
+  chain forward {{
+    type filter hook forward priority filter; policy accept;
+    {refuse} goto refuse
+  }}
+  chain output {{
+    type filter hook output priority filter; policy accept;
+    {refuse} goto refuse
+  }}
 }}
 """
         await _nft(table)
+
+    async def _set_live(self, ip: str, live: bool) -> None:
+        if (ip in self._live) == live:
+            return
+        await _nft(f"{'add' if live else 'delete'} element ip {MASQ_TABLE} pods {{ {ip} }}\n")
+        (self._live.add if live else self._live.discard)(ip)
 
     async def sync_routes(self, peers: dict[str, str]) -> None:
         """Makes the host-gw routes exactly `peers` ({other node's pod CIDR: its node IP})."""
@@ -238,9 +262,11 @@ table ip {MASQ_TABLE} {{
         async with self._lock(pod_uid):
             ip = self.ipam.allocate(pod_uid, self._cidr())
             try:
+                await self._set_live(ip, True)
                 await self._wire(pod_uid, ip)
             except BaseException:
                 await self._unwire(pod_uid)
+                await self._set_live(ip, False)
                 self.ipam.release(pod_uid)
                 raise
             return ip
@@ -248,8 +274,6 @@ table ip {MASQ_TABLE} {{
     async def _wire(self, pod_uid: str, ip: str) -> None:
         netns, veth = self.netns_name(pod_uid), veth_name(pod_uid)
         node = []
-        if ip in self._gone:              # the address of a former pod: reachable again
-            node.append(f"route del unreachable {ip}/32 proto {GONE_PROTO}")
         if not _netns_exists(netns):
             node.append(f"netns add {netns}")
             if _link_exists(veth):        # left from an earlier namespace of this uid
@@ -261,7 +285,6 @@ table ip {MASQ_TABLE} {{
                  # hairpin: a pod that reaches a Service may be sent back to itself
                  f"link set dev {veth} type bridge_slave hairpin on"]
         await _ip_batch(node)
-        self._gone.discard(ip)
         prefixlen = ipaddress.ip_network(self._cidr()).prefixlen
         await _ip_batch(["link set dev lo up",
                          f"addr replace {ip}/{prefixlen} dev eth0",
@@ -271,10 +294,13 @@ table ip {MASQ_TABLE} {{
     async def remove_pod(self, pod_uid: str) -> None:
         """Removes the pod's namespace, veth and IP lease. Idempotent."""
         async with self._lock(pod_uid):
-            await self._unwire(pod_uid, self.ipam.lease_of(pod_uid))
+            ip = self.ipam.lease_of(pod_uid)
+            await self._unwire(pod_uid)
+            if ip:
+                await self._set_live(ip, False)
             self.ipam.release(pod_uid)
 
-    async def _unwire(self, pod_uid: str, gone_ip: str | None = None) -> None:
+    async def _unwire(self, pod_uid: str) -> None:
         netns, veth = self.netns_name(pod_uid), veth_name(pod_uid)
         lines = []
         # The veth first: that removes its peer at once, while a namespace is freed later.
@@ -282,11 +308,7 @@ table ip {MASQ_TABLE} {{
             lines.append(f"link del dev {veth}")
         if _netns_exists(netns):
             lines.append(f"netns del {netns}")
-        if gone_ip and gone_ip not in self._gone:
-            lines.append(f"route replace unreachable {gone_ip}/32 proto {GONE_PROTO}")
         await _ip_batch(lines)
-        if gone_ip:
-            self._gone.add(gone_ip)
 
     async def pod_ips(self) -> dict[str, str]:
         """uid -> IP of every pod that holds a lease (what survives an agent restart)."""

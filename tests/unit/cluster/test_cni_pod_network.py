@@ -117,29 +117,28 @@ async def test_failed_add_pod_leaves_nothing(pn, ip):
 async def test_remove_pod_is_idempotent(pn, ip):
     await pn.add_pod(UID)
     await pn.remove_pod(UID)
-    assert ip.batches[-1] == (None, ["link del dev vp0f1e2d3c", "netns del nk-demo-0f1e2d3c4b5a",
-                                     "route replace unreachable 10.244.1.2/32 proto 201"])
-    count = len(ip.batches)
+    assert ip.batches[-1] == (None, ["link del dev vp0f1e2d3c", "netns del nk-demo-0f1e2d3c4b5a"])
+    count = len(ip.batches), len(ip.nft_scripts)
     await pn.remove_pod(UID)
-    assert len(ip.batches) == count               # nothing left to do
+    assert (len(ip.batches), len(ip.nft_scripts)) == count     # nothing left to do
     assert await pn.pod_ips() == {}
 
 
-async def test_a_gone_pods_address_is_unreachable_until_handed_out_again(pn, ip, tmp_path):
-    # one address only, so the next pod gets the same one
-    small = cni.PodNetwork("demo", str(tmp_path / "small"))
-    await small.setup_node("10.244.9.0/30")
-    first = await small.add_pod(UID)
-    await small.remove_pod(UID)
-    assert ip.batches[-1][1][-1] == f"route replace unreachable {first}/32 proto 201"
-    other = "11111111-2222-3333-4444-555555555555"
-    assert await small.add_pod(other) == first
-    node = [b for b in ip.batches if b[0] is None][-1][1]
-    assert node[0] == f"route del unreachable {first}/32 proto 201"
-    await small.remove_pod(other)
-    assert await small.add_pod(UID) == first      # and again: the route made anew, then gone
-    node = [b for b in ip.batches if b[0] is None][-1][1]
-    assert node[0] == f"route del unreachable {first}/32 proto 201"
+async def test_only_live_pod_addresses_are_let_through(pn, ip, tmp_path):
+    table = ip.nft_scripts[-1]
+    refuse = "ip daddr 10.244.1.0/24 ip daddr != 10.244.1.1 ip daddr != @pods goto refuse"
+    assert table.count(refuse) == 2                         # forward and output
+    assert "meta l4proto tcp reject with tcp reset" in table
+    assert "elements" not in table                          # no pod yet
+    first = await pn.add_pod(UID)
+    assert ip.nft_scripts[-1] == f"add element ip nanokube-cni pods {{ {first} }}\n"
+    await pn.remove_pod(UID)
+    assert ip.nft_scripts[-1] == f"delete element ip nanokube-cni pods {{ {first} }}\n"
+    # a restarted agent rebuilds the set from the IPAM leases
+    second = await pn.add_pod("11111111-2222-3333-4444-555555555555")
+    again = cni.PodNetwork("demo", str(tmp_path))
+    await again.setup_node("10.244.1.0/24")
+    assert f"elements = {{ {second} }};" in ip.nft_scripts[-1]
 
 
 async def test_sync_routes_keeps_exactly_the_peers(pn, ip):
