@@ -97,15 +97,44 @@ local function peers(name)
     if list == nil then
         local raw = dict:get(name)
         list = raw and cjson.decode(raw) or false
+        if list then
+            for _, p in ipairs(list) do p[3] = p[1] .. ":" .. p[2] end
+        end
         cache[name] = list
     end
     return list
 end
 
+-- Passive health, per worker: a peer a try failed on (refused, reset, timed out) is skipped
+-- for a second, unless every peer is; a retry never goes back to a peer this request tried.
+-- It covers the moment between a pod going away and its endpoint leaving the list.
+local down = {}
+local DOWN_SECONDS = 1
+
+local function mark_tried_down(now)
+    for addr in string.gmatch(ngx.var.upstream_addr or "", "[^,%s]+") do down[addr] = now end
+end
+
+local function next_up(list, i, now)
+    local n = #list
+    for _ = 1, n do
+        i = i % n + 1
+        local t = down[list[i][3]]
+        if not t or now - t > DOWN_SECONDS then return i end
+    end
+    return i % n + 1
+end
+
+local function forget_old(now)
+    for addr, t in pairs(down) do
+        if now - t > DOWN_SECONDS then down[addr] = nil end
+    end
+end
+
 -- balancer phase: round-robin per worker, or by the affinity key (rendezvous hashing: an
 -- endpoint change only moves the keys of the endpoints that went away); a retry (after a
--- connection error) goes round-robin to the next endpoint. No ready endpoint: the local
--- "unavailable" server answers 503, as ingress-nginx does.
+-- connection error) goes round-robin to the next endpoint that is up. No ready endpoint:
+-- the local "unavailable" server answers 503, as ingress-nginx does.
 function nk.balance(name, key, tls)
     local list = peers(name)
     if not list or #list == 0 then
@@ -115,15 +144,23 @@ function nk.balance(name, key, tls)
         return
     end
     local retry = balancer.get_last_failure()
+    if retry then mark_tried_down(ngx.now()) end
     local peer
     if key and key ~= "" and not retry then
         local best = -1
         for _, p in ipairs(list) do
-            local h = ngx.crc32_long(key .. "@" .. p[1] .. ":" .. p[2])
+            local h = ngx.crc32_long(key .. "@" .. p[3])
             if h > best then best, peer = h, p end
         end
     else
-        local i = (turn[name] or 0) % #list + 1
+        local i = turn[name] or 0
+        if next(down) == nil then
+            i = i % #list + 1                   -- the common case: nothing failed lately
+        else
+            local now = ngx.now()
+            forget_old(now)
+            i = next_up(list, i, now)
+        end
         turn[name] = i
         peer = list[i]
     end
