@@ -98,11 +98,14 @@ class Cluster(ClusterRun):
         return set(self.from_netns("node-1", f"http://{ip}/hostname", 20))
 
 
-def leading_manager(c: Cluster) -> str:
-    """The controller-manager (its key in cluster.json) that leads: the last to say so, alive."""
+def leading_manager(c: Cluster) -> str | None:
+    """The controller-manager (its key in cluster.json) holding the Lease: each logs its
+    identity when it becomes leader."""
+    holder = c.getj("lease", "-n", "kube-system", "kube-controller-manager")["spec"].get(
+        "holderIdentity")
     pids = c.state()["pids"]
-    leaders = [k for k in pids if k.startswith("controller-manager") and alive(pids[k])
-               and "became leader" in (c.dir / "logs" / f"{k}.log").read_text()]
+    leaders = [k for k in pids if k.startswith("controller-manager") and alive(pids[k]) and holder
+               and f"{holder} became leader" in (c.dir / "logs" / f"{k}.log").read_text()]
     return leaders[0] if len(leaders) == 1 else None
 
 
@@ -141,12 +144,13 @@ def test_cluster_survives_losing_a_server_and_the_leading_controller_manager(tmp
         wait_for("the dead server to leave the endpoints",
                  lambda: dead_ip not in c.kubernetes_endpoints(), timeout=LEASE * 5, interval=0.2)
         dropped = time.monotonic() - killed_at
-        assert dropped < LEASE * 5
+        print(f"the dead server left the kubernetes endpoints after {dropped:.1f} s")
+        assert dropped < LEASE * 3, f"{dropped:.1f} s"   # lease + one interval, and slack
         assert len(c.kubernetes_endpoints()) == 2
 
         # a new controller-manager leads; a new Deployment becomes Ready and is reachable
         c.deploy("after")
-        assert leading_manager(c) != lead
+        assert wait_for("a new leader", lambda: leading_manager(c)) != lead
         wait_for("the new Service to answer from both pods",
                  lambda: c.reachable("after") == set(c.pods("after")), timeout=30)
         # pods reach the API through the kubernetes Service's ClusterIP: every try answers
