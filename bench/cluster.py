@@ -2,6 +2,8 @@
 100 pods created and Ready, resident memory of the control plane and one node agent.
 
 Run as root: .venv/bin/python bench/cluster.py [--pods 100]
+       .venv/bin/python bench/cluster.py --ha-up 3   (only `up`: 1 API server on SQLite vs 3 on
+                                                     a throwaway 3-member etcd, alternately)
 Peers' published figures are printed beside ours (kind ≈ 33 s and k3d ≈ 20 s to a usable
 cluster; k3s idles above 500 MB), and ours against the targets (< 2 s; < 150 MB).
 """
@@ -47,7 +49,11 @@ def _proc_kb(path: str, key: str) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=100)
+    ap.add_argument("--ha-up", type=int, default=0, metavar="RUNS",
+                    help="only time `up`: 1 API server on SQLite vs 3 on etcd, RUNS times each")
     args = ap.parse_args()
+    if args.ha_up:
+        return ha_up(args.ha_up)
     tmp = Path(tempfile.mkdtemp(prefix="nanokube-bench-"))
     name = f"b{os.getpid() % 100000}"
     env = dict(os.environ, NANOKUBE_HOME=str(tmp), HOME=str(tmp))
@@ -111,6 +117,36 @@ def main() -> None:
     print(f"  ... with {args.pods + 1} pods running      RSS {total(loaded):6.1f} MB, PSS "
           f"{total(loaded_pss):6.1f} MB")
     print("  per process, idle RSS:", {k: round(v, 1) for k, v in idle.items()})
+
+
+def _time_up(extra: list[str]) -> float:
+    """Seconds `nanokube up` takes to return (a Ready cluster with its addons applied)."""
+    tmp = Path(tempfile.mkdtemp(prefix="nanokube-bench-"))
+    name = f"b{os.getpid() % 100000}"
+    env = dict(os.environ, NANOKUBE_HOME=str(tmp), HOME=str(tmp))
+    t0 = time.monotonic()
+    try:
+        subprocess.run([sys.executable, "-m", "nanokube", "up", "--name", name, *extra], env=env,
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        return time.monotonic() - t0
+    finally:
+        subprocess.run([sys.executable, "-m", "nanokube", "down", "--name", name], env=env,
+                       cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def ha_up(runs: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    from nanokube.store.etcd_cluster import EtcdCluster
+    sqlite, ha = [], []
+    for _ in range(runs):
+        sqlite.append(_time_up([]))
+        with tempfile.TemporaryDirectory(prefix="nanokube-bench-etcd-") as d:
+            with EtcdCluster(Path(d), members=3) as etcd:   # a fresh etcd for each cluster
+                ha.append(_time_up(["--store", etcd.url, "--api-servers", "3"]))
+    print(f"\nnanokube up to a Ready 2-node cluster ({os.cpu_count()} cores, {runs} runs each)\n")
+    for label, times in (("1 API server, SQLite", sqlite), ("3 API servers, 3-member etcd", ha)):
+        times.sort()
+        print(f"{label:<30} min {times[0]:5.2f} s   median {times[len(times) // 2]:5.2f} s")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ CONTROLLERS_LEASE = "nanokube-apiserver-controllers"   # GC and namespace contro
 
 class ApiServer:
     def __init__(self, data_dir: str, config: ServerConfig, listen: list[str],
-                 advertise_address: str | None = None, store_url: str | None = None):
+                 advertise_address: str | None = None, store_url: str | None = None,
+                 tls_sans: list[str] | tuple[str, ...] = (),
+                 endpoint_lease_duration: float | None = None):
         from nanokube.registry import default_registry
         self.data_dir = Path(data_dir)
         self.config = config
@@ -54,6 +56,9 @@ class ApiServer:
         self.token_issuer = None
         self._election: asyncio.Task | None = None
         self._election_stop: asyncio.Event | None = None
+        self.tls_sans = list(tls_sans)     # more names/addresses for the serving certificate
+        self.endpoint_lease_duration = endpoint_lease_duration
+        self.endpoint_reconciler = None    # the lease reconciler, on a shared store
 
     # ---- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -81,6 +86,13 @@ class ApiServer:
         self.ready = True
 
     async def stop(self) -> None:
+        if self.endpoint_reconciler is not None:   # our address leaves `kubernetes` at once
+            self._endpoint_task.cancel()
+            await asyncio.gather(self._endpoint_task, return_exceptions=True)
+            try:
+                await asyncio.wait_for(self.endpoint_reconciler.remove(), 3)
+            except Exception as e:
+                log.info("removing our endpoint: %s", e)
         if self._election is not None:   # hand the Lease over before the store closes
             self._election_stop.set()
             try:
@@ -102,7 +114,8 @@ class ApiServer:
         ca = pki.ensure_ca(str(pki_dir))
         ips = ["127.0.0.1", self._first_service_ip()]
         hosts = ["localhost"]
-        for addr in self.listen + ([self.advertise_address] if self.advertise_address else []):
+        for addr in self.listen + ([self.advertise_address] if self.advertise_address else []) \
+                + self.tls_sans:
             host = addr.rpartition(":")[0].strip("[]") if ":" in addr else addr
             try:
                 ipaddress.ip_address(host)
@@ -147,7 +160,10 @@ class ApiServer:
                 "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         await self._ensure(("", "services"), "default", "kubernetes",
                            lambda: kubernetes_service(self.config))
-        await self._reconcile_kubernetes_endpoints()
+        if self.store.shared:
+            await self._start_endpoint_reconciler()
+        else:
+            await self._reconcile_kubernetes_endpoints()
 
     async def _ensure(self, resource: tuple[str, str], namespace: str | None, name: str,
                       make) -> None:
@@ -186,36 +202,32 @@ class ApiServer:
         return None
 
     async def _reconcile_kubernetes_endpoints(self) -> None:
-        """The apiserver's own endpoints, as its lease reconciler keeps them."""
+        """The apiserver's own endpoints: this server alone."""
+        from nanokube.api.endpointreconciler import write_kubernetes_endpoints
         ip = self._endpoint_address()
         if ip is None:
             return
-        port = int(self.listen[0].rpartition(":")[2])
-        ep = {"apiVersion": "v1", "kind": "Endpoints",
-              "metadata": {"name": "kubernetes", "namespace": "default",
-                           "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-              "subsets": [{"addresses": [{"ip": ip}],
-                           "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]}
-        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                  "metadata": {"name": "kubernetes", "namespace": "default",
-                               "labels": {"kubernetes.io/service-name": "kubernetes",
-                                          "endpointslice.kubernetes.io/managed-by":
-                                          "endpointslice-controller.k8s.io"}},
-                  "addressType": "IPv4",
-                  "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
-                  "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
-        for (group, plural), obj in ((("", "endpoints"), ep),
-                                     (("discovery.k8s.io", "endpointslices"), slice_)):
-            storage = self.storages[(group, plural)]
-            try:
-                cur = await storage.get("default", "kubernetes")
-            except E.StatusError:
-                await storage.create("default", obj)
-                continue
-            body = {k: v for k, v in obj.items() if k != "metadata"}
-            if any(cur.get(k) != v for k, v in body.items()):
-                cur.update(body)
-                await storage.update("default", "kubernetes", cur)
+        await write_kubernetes_endpoints(self.storages, [ip], self._secure_port())
+
+    def _secure_port(self) -> int:
+        return int(self.listen[0].rpartition(":")[2])
+
+    async def _start_endpoint_reconciler(self) -> None:
+        """Several API servers may share the store: the lease reconciler lists the live ones."""
+        import uuid
+        from nanokube.api.endpointreconciler import DEFAULT_LEASE_DURATION, LeaseEndpointReconciler
+        ip = self._endpoint_address()
+        if ip is None:
+            return
+        self.endpoint_reconciler = LeaseEndpointReconciler(
+            self.storages, ip, self._secure_port(), f"kube-apiserver-{uuid.uuid4()}",
+            self.endpoint_lease_duration or DEFAULT_LEASE_DURATION)
+        try:
+            await self.endpoint_reconciler.reconcile()
+        except E.StatusError as e:   # the next round, an interval later, tries again
+            log.warning("reconciling the kubernetes endpoints: %s", e)
+        self._endpoint_task = asyncio.create_task(self.endpoint_reconciler.run())
+        self.tasks.append(self._endpoint_task)
 
     def _start_controllers(self) -> None:
         if not self.store.shared:
@@ -392,6 +404,7 @@ def main(args) -> int:
     if isinstance(listen, str):
         listen = [listen]
     server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None),
-                       getattr(args, "store", None))
+                       getattr(args, "store", None), getattr(args, "tls_san", None) or (),
+                       getattr(args, "endpoint_reconciler_lease_duration", None))
     asyncio.run(_run(server))
     return 0

@@ -51,6 +51,11 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--advertise-address", default=None, metavar="IP")
     p.add_argument("--store", default=None, metavar="URL",
                    help="etcd://HOST:PORT[,HOST:PORT...] (default: SQLite in --data-dir)")
+    p.add_argument("--tls-san", action="append", default=None, metavar="HOST|IP",
+                   help="one more name or address for the serving certificate (repeatable)")
+    p.add_argument("--endpoint-reconciler-lease-duration", type=float, default=None,
+                   metavar="SECONDS", help="on a shared store: how long this server stays in "
+                   "the kubernetes Service's endpoints without renewing (default 15)")
 
 
 def _apply_args(p: argparse.ArgumentParser) -> None:
@@ -132,6 +137,20 @@ def _up_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, metavar="URL",
                    help="etcd://HOST:PORT[,HOST:PORT...]: keep the cluster in this etcd "
                         "(default: SQLite in the cluster's data dir)")
+    _up_ha_args(p)
+
+
+def _up_ha_args(p: argparse.ArgumentParser) -> None:
+    """Several API servers on etcd (docs/etcd.md): how many, and their timings."""
+    p.add_argument("--api-servers", type=int, default=1, metavar="N",
+                   help="API servers (1-3, default 1; more than one needs --store etcd://), "
+                        "each with its own controller-manager")
+    for flag in ("--leader-elect-lease-duration", "--leader-elect-renew-deadline",
+                 "--leader-elect-retry-period"):
+        p.add_argument(flag, type=float, default=None, metavar="SECONDS",
+                       help="for the controller-managers, with several API servers")
+    p.add_argument("--endpoint-reconciler-lease-duration", type=float, default=None,
+                   metavar="SECONDS", help="for the API servers, with several of them")
 
 
 def _down_args(p: argparse.ArgumentParser) -> None:

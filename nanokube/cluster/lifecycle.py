@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from nanokube.cluster import network
+from nanokube.cluster import apiservers, network
 
 API_PORT = 6443
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")
@@ -118,15 +118,27 @@ def _pod_pids(cdir: Path) -> list[int]:
 
 # ---- kubeconfigs -------------------------------------------------------------------------------
 
-def _write_kubeconfigs(cdir: Path, name: str, net) -> None:
-    """The server wrote data/kubeconfig; make the user's (loopback) and the agents' (LAN)."""
+def _write_kubeconfigs(cdir: Path, name: str, net, servers: list | None = None) -> None:
+    """The server wrote data/kubeconfig; make the user's (loopback) and the agents' (LAN).
+    With several API servers each names them all (`nanokube.io/servers`, for failover), and
+    controller-manager j gets one with its own server j first."""
     base = yaml.safe_load((cdir / "data" / "kubeconfig").read_text())
     ctx = f"nanokube-{name}"
-    for path, server in ((cdir / "kubeconfig", f"https://127.0.0.1:{local_port(net.index)}"),
-                         (cdir / "agent-kubeconfig", f"https://{net.host_ip}:{API_PORT}")):
+    files = [(cdir / "kubeconfig", f"https://127.0.0.1:{local_port(net.index)}", None),
+             (cdir / "agent-kubeconfig", f"https://{net.host_ip}:{API_PORT}", None)]
+    if servers and len(servers) > 1:
+        local, lan = [s.local_url for s in servers], [s.lan_url for s in servers]
+        files = [(cdir / "kubeconfig", local[0], local), (cdir / "agent-kubeconfig", lan[0], lan)]
+        files += [(_manager_kubeconfig(cdir, s), s.local_url, apiservers.rotated(local, s.number))
+                  for s in servers[1:]]
+    for path, server, failover in files:
         cfg = json.loads(json.dumps(base))
         cfg["clusters"][0]["name"] = ctx
         cfg["clusters"][0]["cluster"]["server"] = server
+        if failover:
+            from nanokube.client import SERVERS_EXTENSION
+            cfg["clusters"][0]["cluster"]["extensions"] = [
+                {"name": SERVERS_EXTENSION, "extension": {"servers": failover}}]
         cfg["users"][0]["name"] = ctx
         cfg["contexts"] = [{"name": ctx, "context": {"cluster": ctx, "user": ctx}}]
         cfg["current-context"] = ctx
@@ -134,6 +146,11 @@ def _write_kubeconfigs(cdir: Path, name: str, net) -> None:
         tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
         os.chmod(tmp, 0o600)
         tmp.replace(path)
+
+
+def _manager_kubeconfig(cdir: Path, server) -> Path:
+    """controller-manager j's kubeconfig: the user's for the first, its own for the others."""
+    return cdir / ("kubeconfig" if server.number == 1 else f"{server.manager_key}.kubeconfig")
 
 
 def _wait_server(url: str, pids: list[int], log: Path, timeout: float = 20) -> None:
@@ -195,6 +212,11 @@ def _machine_lock():
 
 def up(args) -> int:
     name = args.cluster_name
+    count = getattr(args, "api_servers", 1) or 1
+    problem = apiservers.check(count, getattr(args, "store", None))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     if os.geteuid() != 0:
         print("error: nanokube up needs root (it makes network namespaces)", file=sys.stderr)
         return 1
@@ -219,16 +241,26 @@ def up(args) -> int:
             net = network.plan(name, _pick_index(), args.nodes)
             state["network"] = net.to_dict()
             network.create(net)
+            servers = apiservers.plan(net, count)
+            if count > 1:   # the other servers' LAN addresses, on the cluster's own bridge
+                network.add_host_addresses(net, [s.lan_ip for s in servers[1:]])
+                state["apiservers"] = [s.to_dict() for s in servers]
         _save(cdir, state)
         progress.step(f"network: LAN {net.lan_cidr} on bridge {net.bridge}, "
                       f"{len(net.nodes)} node namespace(s), outside host {net.outside_ip}")
-        _start_control_plane(cdir, net, state)
+        _start_control_plane(cdir, net, state, args)
         _wait_server(f"https://127.0.0.1:{local_port(net.index)}", [state["pids"]["apiserver"]],
                      cdir / "logs" / "apiserver.log")
+        if count > 1:   # now the shared PKI is complete
+            _start_more_servers(cdir, state, servers, args)
         progress.step(f"API server on https://{net.host_ip}:{API_PORT} and "
                       f"https://127.0.0.1:{local_port(net.index)}")
         asyncio.run(_wait_nodes_ready(cdir / "kubeconfig", len(net.nodes), 30))
         progress.step(f"{len(net.nodes)} node(s) Ready")
+        if count > 1:
+            for s in servers[1:]:
+                _wait_server(s.local_url, [state["pids"][s.key]], cdir / "logs" / f"{s.key}.log")
+            progress.step(f"{count} API servers: " + ", ".join(s.lan_url for s in servers))
         addons = asyncio.run(_apply_addons(cdir / "kubeconfig", net.lb_pool))
         progress.step(f"addons: {', '.join(addons)}")
     except BaseException as exc:
@@ -244,26 +276,51 @@ def up(args) -> int:
     return 0
 
 
-def _start_control_plane(cdir: Path, net, state: dict) -> None:
+def _start_control_plane(cdir: Path, net, state: dict, args=None) -> None:
     py = [sys.executable, "-m", "nanokube"]
     logs = cdir / "logs"
+    servers = apiservers.plan(net, len(state.get("apiservers") or [None]))
+    if len(servers) > 1:
+        serve = _server_args(state, servers, servers[0], args)
+    else:
+        serve = ["--listen", f"{net.host_ip}:{API_PORT}",
+                 "--listen", f"127.0.0.1:{local_port(net.index)}",
+                 "--advertise-address", net.host_ip, *_store_args(state)]
     state["pids"]["apiserver"] = _spawn(
-        py + ["server", "--data-dir", str(cdir / "data"),
-              "--listen", f"{net.host_ip}:{API_PORT}",
-              "--listen", f"127.0.0.1:{local_port(net.index)}",
-              "--advertise-address", net.host_ip, *_store_args(state)], logs / "apiserver.log")
+        py + ["server", "--data-dir", str(cdir / "data"), *serve], logs / "apiserver.log")
     _save(cdir, state)
     _wait_file(cdir / "data" / "kubeconfig", state["pids"]["apiserver"])
-    _write_kubeconfigs(cdir, state["name"], net)
-    state["pids"]["controller-manager"] = _spawn(
-        py + ["controller-manager", "--kubeconfig", str(cdir / "kubeconfig")],
-        logs / "controller-manager.log")
+    _write_kubeconfigs(cdir, state["name"], net, servers)
+    if len(servers) > 1:   # one per server, elected: each starts on its own server
+        for s in servers:
+            state["pids"][s.manager_key] = _spawn(
+                py + ["controller-manager", "--kubeconfig", str(_manager_kubeconfig(cdir, s)),
+                      *apiservers.manager_args(args)], logs / f"{s.manager_key}.log")
+    else:
+        state["pids"]["controller-manager"] = _spawn(
+            py + ["controller-manager", "--kubeconfig", str(cdir / "kubeconfig")],
+            logs / "controller-manager.log")
     for node in net.nodes:
         argv = network.netns_exec_argv(node.netns, py + [
             "agent", "--kubeconfig", str(cdir / "agent-kubeconfig"), "--node", node.name,
             "--node-ip", node.ip, "--state-dir", str(cdir / "nodes" / node.name),
             "--cluster", state["name"]])
         state["pids"][f"agent-{node.name}"] = _spawn(argv, logs / f"agent-{node.name}.log")
+    _save(cdir, state)
+
+
+def _server_args(state: dict, servers: list, me, args) -> list[str]:
+    return apiservers.server_args(servers, me, _store_args(state),
+                                  getattr(args, "endpoint_reconciler_lease_duration", None))
+
+
+def _start_more_servers(cdir: Path, state: dict, servers: list, args) -> None:
+    """API servers 2..N, on the data dir (PKI) the first one completed."""
+    py = [sys.executable, "-m", "nanokube"]
+    for s in servers[1:]:
+        state["pids"][s.key] = _spawn(
+            py + ["server", "--data-dir", str(cdir / "data"),
+                  *_server_args(state, servers, s, args)], cdir / "logs" / f"{s.key}.log")
     _save(cdir, state)
 
 
@@ -377,4 +434,6 @@ def status(args) -> int:
         alive = _alive(pid)
         ok &= alive
         print(f"  {proc:<24} pid {pid:<8} {'running' if alive else 'NOT RUNNING'}")
+    for server in state.get("apiservers") or []:
+        print(f"  {server['name']:<24} {server['lan']} and {server['local']}")
     return 0 if ok else 1

@@ -266,6 +266,12 @@ def create(net: ClusterNet) -> None:
         raise
 
 
+def add_host_addresses(net: ClusterNet, ips: list[str]) -> None:
+    """More addresses of the host on the LAN bridge (more API servers); they go with it."""
+    lines = [f"addr replace {ip}/{net.prefixlen} dev {net.bridge}" for ip in ips]
+    _finish(_start(_batch_argv(None), "\n".join(lines) + "\n"), "host addresses")
+
+
 def leftovers(net: ClusterNet) -> list[str]:
     """What of the cluster's network still exists on the host (empty after destroy)."""
     left = [f"netns {n}" for n in _netns_names() if owns_netns(net.cluster, n)]
