@@ -215,7 +215,8 @@ end
 -- responses carry "Connection: close" (a header filter; HTTP lets a client see both
 -- "keep-alive" and "close" and close wins), every active client reconnects, and when the
 -- reload comes no client is about to reuse a connection an old worker closes. The new
--- generation does not drain: each configuration load takes the next generation number.
+-- generation does not drain: each configuration load takes the next generation number, and
+-- every generation up to the one asked drains (old workers finishing their requests, too).
 function nk.init()
     nk.generation = dict:incr("_generation", 1, 0)
     nanokube = nk
@@ -223,7 +224,7 @@ end
 
 function nk.init_worker()
     ngx.timer.every(0.005, function(premature)
-        if not premature then nk.draining = dict:get("_drain") == nk.generation end
+        if not premature then nk.draining = (dict:get("_drain") or 0) >= nk.generation end
     end)
 end
 
@@ -233,8 +234,8 @@ function nk.drain()
     local body = ngx.req.get_body_data()
     if body == "start" then
         dict:set("_drain", nk.generation)
-    elseif body == "cancel" then
-        dict:set("_drain", 0)
+    elseif body == "cancel" then                -- older generations, still exiting, drain on
+        dict:set("_drain", nk.generation - 1)
     else
         ngx.status = 400
         ngx.say("start or cancel")
