@@ -88,8 +88,31 @@ class Nginx:
 
     async def post(self, path: str, document: str, port: int, timeout: float = 5.0) -> bool:
         """POST a document to NGINX's Lua endpoint (127.0.0.1:port, path); True on 201."""
+        return await self.post_for_answer(path, document, port, timeout) is not None
+
+    async def drain(self, port: int, loads: int, timeout: float = 1.0) -> bool:
+        """Ask every loaded generation of workers to drain; `loads` is how many configuration
+        loads (the start and each reload) this controller has made: until NGINX has taken
+        the last one (its master reads the file after SIGHUP), ask again."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            answer = await self.post_for_answer(DRAIN_PATH, "start", port)
+            if answer is None:
+                return False
+            try:
+                if int(answer.strip() or 0) >= loads:
+                    return True
+            except ValueError:
+                return False
+            if asyncio.get_running_loop().time() > deadline:
+                return True       # a reload NGINX refused: draining what runs is still right
+            await asyncio.sleep(0.01)
+
+    async def post_for_answer(self, path: str, document: str, port: int,
+                              timeout: float = 5.0) -> str | None:
+        """POST to NGINX's Lua endpoint; the body of a 201 answer, else None."""
         if not self.running:
-            return False
+            return None
         body = document.encode()
         head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -100,17 +123,18 @@ class Nginx:
                 asyncio.open_connection("127.0.0.1", port), timeout)
             writer.write(head + body)
             await writer.drain()
-            status = await asyncio.wait_for(reader.readline(), timeout)
+            answer = await asyncio.wait_for(reader.read(), timeout)   # Connection: close
         except (OSError, asyncio.TimeoutError) as e:
             log.warning("posting %s to nginx: %s", path, e)
-            return False
+            return None
         finally:
             if writer is not None:
                 writer.close()
+        status, _, rest = answer.partition(b"\r\n")
         if status.split(b" ")[1:2] != [b"201"]:
             log.warning("nginx refused %s: %s", path, status.decode(errors="replace").strip())
-            return False
-        return True
+            return None
+        return rest.partition(b"\r\n\r\n")[2].decode(errors="replace")
 
     def reload(self) -> bool:
         if not self.running:
@@ -304,8 +328,8 @@ class IngressController:
         loop = asyncio.get_running_loop()
         started = loop.time()
         # drain while `nginx -t` runs (the first configuration has no clients to drain)
-        draining = self.applied is not None and await self.nginx.post(
-            DRAIN_PATH, "start", self.ports[2])
+        draining = self.applied is not None and await self.nginx.drain(
+            self.ports[2], loads=1 + self.reloads)
         ok, output = await self.nginx.test(candidate)
         if not ok:
             if draining:

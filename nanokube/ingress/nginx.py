@@ -222,27 +222,37 @@ function nk.init()
     nanokube = nk
 end
 
+local function update_draining()
+    nk.draining = (dict:get("_drain") or 0) >= nk.generation
+end
+
 function nk.init_worker()
+    update_draining()
     ngx.timer.every(0.005, function(premature)
-        if not premature then nk.draining = (dict:get("_drain") or 0) >= nk.generation end
+        if not premature then update_draining() end
     end)
 end
 
+-- "start": every generation loaded so far drains, also one whose workers are still starting
+-- (a reload just before); "cancel": the latest stops draining, older ones still exiting go on.
 function nk.drain()
     if ngx.req.get_method() ~= "POST" then return ngx.exit(405) end
     ngx.req.read_body()
     local body = ngx.req.get_body_data()
+    local latest = dict:get("_generation") or nk.generation
     if body == "start" then
-        dict:set("_drain", nk.generation)
-    elseif body == "cancel" then                -- older generations, still exiting, drain on
-        dict:set("_drain", nk.generation - 1)
+        dict:set("_drain", latest)
+    elseif body == "cancel" then
+        dict:set("_drain", latest - 1)
     else
         ngx.status = 400
         ngx.say("start or cancel")
         return
     end
+    local text = tostring(latest)
     ngx.status = 201
-    ngx.say(nk.generation)
+    ngx.header["Content-Length"] = #text      -- the controller reads a plain body
+    ngx.print(text)
 end
 
 function nk.configure(store)

@@ -108,6 +108,10 @@ class FakeNginx(Nginx):
         self.reloaded += 1
         return True
 
+    async def drain(self, port, loads):
+        self.drains.append("start")
+        return self.accepts_posts
+
     async def post(self, path, document, port):
         if path == "/configuration/backends":
             self.posted.append((document, port))
