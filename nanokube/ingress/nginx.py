@@ -6,12 +6,16 @@ Prefix / -> `location /`; use-regex paths -> `location ~* "^..."`, ordered longe
 wildcard hosts -> a regex server_name limited to one label. Every value reaching this file was
 validated by model.py / annotations.py; paths the controller passes in are checked here.
 
-Endpoints never appear in nginx.conf (reference §3.1, as ingress-nginx's Lua balancer): every
-upstream is a placeholder whose balancer_by_lua picks a peer from a lua_shared_dict, and the
-controller POSTs the endpoint lists (backends(config), JSON) to /configuration/backends on the
-status port; so scaling a Service changes no file and needs no reload (no keep-alive connection
-is closed by old workers). NGINX also loads RUNTIME_DIR/backends.json at start and on every
-reload, so a fresh or reloaded NGINX never waits for a POST.
+Endpoints and certificates never appear in nginx.conf (reference §3.1, as ingress-nginx's Lua
+balancer and dynamic certificates): every upstream is a placeholder whose balancer_by_lua picks
+a peer from a lua_shared_dict, every TLS server starts with the default certificate and
+ssl_certificate_by_lua swaps in the host's own by SNI; the controller POSTs the endpoint lists
+(backends(config)) to /configuration/backends and the certificates (servers(config)) to
+/configuration/servers on the status port. So scaling a Service or renewing a certificate
+changes no file and needs no reload. NGINX also loads RUNTIME_DIR/backends.json and
+servers.json at start and on every reload, so a fresh or reloaded NGINX never waits for a POST.
+A reload (an Ingress added or removed) is preceded by a drain (/configuration/drain, see the
+Lua) so that old workers closing idle keep-alive connections cut no client's request.
 Needs Debian's libnginx-mod-http-ndk, libnginx-mod-http-lua, lua-resty-core and lua-cjson.
 """
 from __future__ import annotations
