@@ -26,6 +26,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from harness import stop_process
 from nanokube.certmanager import pki
 
 
@@ -153,13 +154,7 @@ class Pebble:
         return self.get(f"https://127.0.0.1:{self.management_port}/roots/0")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         if self.proc is not None:
             self.log.close()
 

@@ -101,6 +101,17 @@ def leftovers(name: str) -> list[str]:
     return found + [line for line in links.splitlines() if f"nk-{name}" in line]
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
+    """SIGTERM a process this test started, SIGKILL if it lingers."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def alive(pid: int) -> bool:
     """Running and not a zombie."""
     try:

@@ -17,7 +17,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from harness import ROOT, ApiServerProcess, free_port, require_kubectl
+from harness import ROOT, ApiServerProcess, free_port, require_kubectl, stop_process
 from nanokube.client import Client
 
 SVC = Client.resource_path("", "v1", "services", "default")
@@ -60,13 +60,7 @@ class DNSProcess:
         raise RuntimeError(f"dns not ready: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 # One API server and one DNS server for the module: every test uses its own names.
