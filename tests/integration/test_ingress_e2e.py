@@ -280,3 +280,66 @@ def test_status_cleared_when_no_longer_ours(cluster, seed):
                              c.get("ingress", "moving")["metadata"]["resourceVersion"]}}))
     wait_for("address cleared", lambda: ingress_status(c, "moving") == [])
     settled(c, "moving.example.com", "/hostname", 404)
+
+
+def second_controller(cls: str, controller: str) -> list[dict]:
+    """The addon's IngressClass, Deployment and Service again, for another class: names and
+    labels `<cls>-controller`, its own LoadBalancer address, --ingress-class and
+    --controller-class of its own (as a second ingress-nginx release would be installed)."""
+    import yaml
+    docs = {d["kind"]: d for d in yaml.safe_load_all(ADDON.read_text()) if d}
+    name = f"{cls}-controller"
+    labels = {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/instance": cls,
+              "app.kubernetes.io/component": "controller"}
+    ic = {**docs["IngressClass"], "metadata": {"name": cls}, "spec": {"controller": controller}}
+    dep = json.loads(json.dumps(docs["Deployment"]))
+    dep["metadata"] = {"name": name, "namespace": NS, "labels": labels}
+    dep["spec"]["selector"] = {"matchLabels": labels}
+    dep["spec"]["template"]["metadata"]["labels"] = labels
+    dep["spec"]["template"]["spec"]["containers"][0]["args"] = [
+        "ingress-controller", "--in-cluster", "--publish-service", f"{NS}/{name}",
+        "--ingress-class", cls, "--controller-class", controller,
+        "--http-port", "80", "--https-port", "443", "--status-port", "10254"]
+    svc = json.loads(json.dumps(docs["Service"]))
+    svc["metadata"] = {"name": name, "namespace": NS, "labels": labels}
+    svc["spec"]["selector"] = labels
+    return [ic, dep, svc]
+
+
+def test_two_controllers_with_their_own_classes_side_by_side(cluster, seed):
+    c = cluster
+    objs = second_controller("internal", "k8s.io/ingress-nginx-internal")
+    try:
+        for obj in objs:
+            apply_json(c, obj)
+        c.kubectl("rollout", "status", "-n", NS, "deployment/internal-controller",
+                  "--timeout=60s")
+
+        def internal_ip():
+            svc = c.get("service", "-n", NS, "internal-controller")
+            return next((e["ip"] for e in (svc.get("status") or {}).get("loadBalancer", {})
+                         .get("ingress") or [] if e.get("ip")), None)
+        other = wait_for("the second controller's EXTERNAL-IP", internal_ip)
+        assert other != c.ip
+        apply_json(c, ingress("by-nginx", "a.classes.example.com", "my-service"))
+        apply_json(c, ingress("by-internal", "b.classes.example.com", "second-service",
+                              cls="internal"))
+        # each Ingress gets its own controller's address, never the other's
+        wait_for("by-nginx's address", lambda: ingress_status(c, "by-nginx") == [c.ip])
+        wait_for("by-internal's address", lambda: ingress_status(c, "by-internal") == [other])
+        settled(c, "a.classes.example.com", "/hostname")
+        wait_for("b through the second controller", lambda: code_and_body(
+            c, other, "b.classes.example.com")[0] == 200, interval=0.05)
+        code, body = code_and_body(c, other, "b.classes.example.com")
+        assert code == 200 and "second-app-" in body
+        # and each controller serves only its own class
+        assert code_and_body(c, c.ip, "b.classes.example.com")[0] == 404
+        assert code_and_body(c, other, "a.classes.example.com", "/hostname")[0] == 404
+        assert ingress_status(c, "by-nginx") == [c.ip]
+    finally:
+        for kind, name in (("ingress", "by-nginx"), ("ingress", "by-internal")):
+            c.kubectl("delete", kind, name, "--ignore-not-found", check=False)
+        for obj in reversed(objs):
+            ns = ["-n", NS] if obj["kind"] != "IngressClass" else []
+            c.kubectl("delete", obj["kind"].lower(), obj["metadata"]["name"], *ns,
+                      "--ignore-not-found", check=False)
