@@ -18,7 +18,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-import aiohttp
 
 from nanokube.api.errors import StatusError
 from nanokube.client import Client
@@ -109,28 +108,50 @@ async def cleanup(client: Client, ch: Challenge, namespace: str) -> None:
                 log.warning("cleanup of %s %s/%s: %s", plural, namespace, ch.name, e)
 
 
+MAX_ANSWER = 64 * 1024      # a key authorization is well under 1 KB
+
+
 async def self_check(client: Client, ch: Challenge, namespace: str,
                      timeout: float = SELF_CHECK_TIMEOUT) -> None:
     """Wait until the challenge is served through the Ingress's published address."""
     deadline = time.monotonic() + timeout
     last = "the solver Ingress has no address yet"
     path = Client.resource_path("networking.k8s.io", "v1", "ingresses", namespace, ch.name)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
-        while time.monotonic() < deadline:
-            ingress = await client.get(path)
-            addresses = ((ingress.get("status") or {}).get("loadBalancer") or {}) \
-                .get("ingress") or []
-            address = next((a.get("ip") for a in addresses if a.get("ip")), None)
-            if address:
-                url = f"http://{address}{ch.path}"
-                try:
-                    async with http.get(url, headers={"Host": ch.domain},
-                                        allow_redirects=False) as resp:
-                        body = await resp.text()
-                        if resp.status == 200 and body.strip() == ch.key:
-                            return
-                        last = f"wrong status code '{resp.status}', expected '200'"
-                except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                    last = f"{url}: {e or type(e).__name__}"
-            await asyncio.sleep(0.5)
+    while time.monotonic() < deadline:
+        ingress = await client.get(path)
+        addresses = ((ingress.get("status") or {}).get("loadBalancer") or {}) \
+            .get("ingress") or []
+        address = next((a.get("ip") for a in addresses if a.get("ip")), None)
+        if address:
+            try:
+                status, body = await _get(address, ch.path, ch.domain)
+                if status == 200 and body.strip() == ch.key:
+                    return
+                last = f"wrong status code '{status}', expected '200'"
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                last = f"http://{address}{ch.path}: {e or type(e).__name__}"
+        await asyncio.sleep(0.5)
     raise TimeoutError(f"self check of {ch.domain}{ch.path} failed: {last}")
+
+
+async def _get(address: str, path: str, host: str, timeout: float = 3.0) -> tuple[int, str]:
+    """GET http://address/path with `Host: host`, as the ACME server will (one connection,
+    closed after the answer; the solver answers with a Content-Length, never chunked)."""
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(address, 80)
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            answer = b""
+            while len(answer) < MAX_ANSWER:       # until the server closes
+                part = await reader.read(MAX_ANSWER - len(answer))
+                if not part:
+                    break
+                answer += part
+            return answer
+        finally:
+            writer.close()
+    answer = await asyncio.wait_for(exchange(), timeout)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body.decode(errors="replace")

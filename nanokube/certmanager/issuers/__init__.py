@@ -73,8 +73,38 @@ class Backend:
         """The issuer is gone or changed: drop what was cached about it."""
 
 
-def backends(ctx: Context) -> dict[str, Backend]:
+class _OnFirstUse(Backend):
+    """The ACME backend, made when an ACME issuer first needs it: the `acme` library (with
+    josepy, requests and pyOpenSSL) costs the controller-manager about 15 MB, which a cluster
+    with only the default CA issuer never pays."""
+
+    def __init__(self, make):
+        self._make = make
+        self._real: Backend | None = None
+
+    def _backend(self) -> Backend:
+        if self._real is None:
+            self._real = self._make()
+        return self._real
+
+    async def check(self, issuer: dict) -> tuple[str, str, dict]:
+        return await self._backend().check(issuer)
+
+    async def sign(self, issuer: dict, certificate: dict, key, request: Request) -> Issued:
+        return await self._backend().sign(issuer, certificate, key, request)
+
+    def forget(self, issuer: dict) -> None:
+        if self._real is not None:
+            self._real.forget(issuer)
+
+
+def _acme(ctx: Context) -> Backend:
     from nanokube.certmanager.issuers.acme import ACMEIssuer
+    return ACMEIssuer(ctx)
+
+
+def backends(ctx: Context) -> dict[str, Backend]:
     from nanokube.certmanager.issuers.ca import CAIssuer
     from nanokube.certmanager.issuers.selfsigned import SelfSignedIssuer
-    return {"selfSigned": SelfSignedIssuer(), "ca": CAIssuer(ctx), "acme": ACMEIssuer(ctx)}
+    return {"selfSigned": SelfSignedIssuer(), "ca": CAIssuer(ctx),
+            "acme": _OnFirstUse(lambda: _acme(ctx))}
