@@ -2,7 +2,7 @@
 
 As ingress-nginx's sync loop (reference §3.1): informers on Ingresses, IngressClasses,
 Services, EndpointSlices and Secrets; any change wakes one loop that waits a short debounce
-(50 ms instead of ingress-nginx's ~3 s rate limit), rebuilds the whole model from the caches,
+(20 ms instead of ingress-nginx's ~3 s rate limit), rebuilds the whole model from the caches,
 renders nginx.conf and, only when the text changed, tests the new file with `nginx -t` and
 reloads NGINX with SIGHUP (new workers start, old ones finish their requests). A configuration
 that fails the test is never installed: the old one keeps serving and a Warning Event says why.
@@ -35,10 +35,10 @@ from nanokube.ingress.nginx import DRAIN_PATH
 
 log = logging.getLogger("nanokube.ingress")
 
-DEBOUNCE_SECONDS = 0.05
+DEBOUNCE_SECONDS = 0.02
 # How long the running workers drain (answer "Connection: close") before a reload: enough for
 # every active keep-alive client to get one such answer (see the drain in nginx.py's Lua).
-DRAIN_SECONDS = 0.05
+DRAIN_SECONDS = 0.04
 TLS_SECRET_TYPE = "kubernetes.io/tls"
 NGINX_BIN = "nginx"
 
