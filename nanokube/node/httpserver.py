@@ -463,6 +463,8 @@ class HTTPServer:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass                                    # the client went away
+        except asyncio.CancelledError:
+            pass    # close(); the task must not end cancelled (start_server's callback fails)
         except Exception:
             log.exception("error handling a request from %s", writer.get_extra_info("peername"))
         finally:
