@@ -23,11 +23,13 @@ import pty
 import signal
 import struct
 import termios
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from nanokube.node import runtime
-from nanokube.node.httpserver import (Request, Response, Router, WebSocket, accept_websocket,
-                                      offered_protocols, websocket_requested)
+from nanokube.node.httpserver import Request, Response, Router
+
+if TYPE_CHECKING:
+    from nanokube.node.websocket import WebSocket
 
 V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
 # the subprotocols we speak, preferred first (base64 variants are not offered)
@@ -136,13 +138,16 @@ class ExecServer:
         found = self.find_pid(m["namespace"], m["pod"], m["container"])
         if isinstance(found, str):
             return Response(status=404, text=found + "\n")
-        if not websocket_requested(request):
+        # loaded by the first exec, so that an agent nobody execs into does without it
+        from nanokube.node import websocket
+        if not websocket.websocket_requested(request):
             return Response(status=400, text="Upgrade request required\n")
         # the client's most preferred protocol that we speak
-        protocol = next((p for p in offered_protocols(request) if p in PROTOCOLS), None)
+        protocol = next((p for p in websocket.offered_protocols(request) if p in PROTOCOLS),
+                        None)
         if protocol is None:
             return Response(status=400, text="unable to upgrade: unable to match protocol\n")
-        ws = await accept_websocket(request, protocol)
+        ws = await websocket.accept_websocket(request, protocol)
         session = _Session(ws, protocol, stdin, stdout, stderr, tty)
         try:
             await session.run(self.enter(found, command), container_environ(found), command)

@@ -2,42 +2,33 @@
 logs and exec (:10250), kube-proxy's metrics and health (:10249, :10256) and the
 healthCheckNodePort servers.
 
-Why not aiohttp's server: importing aiohttp.web costs the agent about 25 MB of memory, and these
-endpoints need little: GET requests with a few query parameters, answers with Content-Length or
-chunked, and one WebSocket (exec). Requests are parsed here (request line, headers with a size
-limit, Content-Length bodies, keep-alive); malformed ones get Go's net/http answers (the kubelet
-and kube-proxy are Go servers). WebSocket frames are wsproto's (sans-IO, about 1 MB with h11);
-the opening handshake is done here because routing needs the parsed request first.
+Why not aiohttp's server: it made the idle agent about 10 MB larger (aiohttp.web and what it
+loads), and these endpoints need little: GET requests with a few query parameters, answers with
+Content-Length or chunked, and one WebSocket (exec, websocket.py). Requests are parsed here
+(request line, headers with a size limit, Content-Length bodies, keep-alive); malformed ones
+get Go's net/http answers (the kubelet and kube-proxy are Go servers).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 import re
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import AsyncIterator, Awaitable, Callable, Union
+from typing import TYPE_CHECKING, Awaitable, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import wsproto
-from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, CloseConnection, Event, Message, Ping, TextMessage
-from wsproto.utilities import ProtocolError
-
 from nanokube.httpclient import Headers
+
+if TYPE_CHECKING:
+    from nanokube.node.websocket import WebSocket
 
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 8190              # one request or header line (aiohttp's and nginx's limit)
 MAX_HEADER_BYTES = 64 * 1024       # the request line and all headers together
 MAX_BODY_BYTES = 1 << 20
-MAX_MESSAGE_BYTES = 4 << 20        # one WebSocket message, as aiohttp allowed
 KEEPALIVE_TIMEOUT = 75.0           # an idle (or slow) client's connection is closed then
-WS_CLOSE_TIMEOUT = 10.0            # how long to wait for the client's close frame
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"    # RFC 6455 section 1.3
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
@@ -123,11 +114,11 @@ class Request:
 
 
 def _keep_alive(version: str, headers: Headers) -> bool:
-    tokens = _tokens(headers, "connection")
-    return "keep-alive" in tokens if version == "1.0" else "close" not in tokens
+    connection = tokens(headers, "connection")
+    return "keep-alive" in connection if version == "1.0" else "close" not in connection
 
 
-def _tokens(headers: Headers, name: str) -> set[str]:
+def tokens(headers: Headers, name: str) -> set[str]:
     """A list-valued header's tokens, lowercased; repeated headers count as one joined list."""
     return {t.strip().lower() for v in headers.getall(name) for t in v.split(",")} - {""}
 
@@ -301,127 +292,6 @@ class Router:
             return Response(405, text="405: Method Not Allowed",
                             headers={"Allow": ",".join(sorted(allowed))})
         return Response(404, text="404: Not Found")
-
-
-# ---- WebSocket ---------------------------------------------------------------------------------
-
-def websocket_requested(request: Request) -> bool:
-    """A valid RFC 6455 opening handshake: GET with Upgrade: websocket, Connection: upgrade,
-    version 13 (or the drafts 7 and 8, which frame alike) and a 16-byte key."""
-    h = request.headers
-    if request.method != "GET" or (h.get("upgrade") or "").strip().lower() != "websocket" \
-            or "upgrade" not in _tokens(h, "connection") \
-            or h.get("sec-websocket-version") not in ("13", "8", "7"):
-        return False
-    try:
-        return len(base64.b64decode(h.get("sec-websocket-key") or "", validate=True)) == 16
-    except binascii.Error:
-        return False
-
-
-def offered_protocols(request: Request) -> list[str]:
-    """The client's Sec-WebSocket-Protocol values, in its order of preference."""
-    header = ",".join(request.headers.getall("sec-websocket-protocol"))
-    return [p.strip() for p in header.split(",") if p.strip()]
-
-
-async def accept_websocket(request: Request, protocol: str | None) -> "WebSocket":
-    """Answer the handshake (check websocket_requested first) with 101 and the chosen
-    subprotocol; the connection then carries WebSocket frames until ws.close()."""
-    key = request.headers.get("sec-websocket-key").encode()
-    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
-    headers = {"Upgrade": "websocket", "Connection": "upgrade", "Sec-WebSocket-Accept": accept}
-    if protocol:
-        headers["Sec-WebSocket-Protocol"] = protocol
-    request.keep_alive = False
-    request._writer.write(request.head(101, headers, None))
-    await request._writer.drain()
-    return WebSocket(request._reader, request._writer, protocol)
-
-
-class WebSocket:
-    """The server side of an accepted WebSocket: iterate it for the client's messages (bytes
-    or str) until the client closes; pings are answered. No extensions (permessage-deflate is
-    not accepted)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 protocol: str | None):
-        self.protocol = protocol
-        self._reader, self._writer = reader, writer
-        self._conn = wsproto.Connection(wsproto.ConnectionType.SERVER)
-        self._parts: list = []
-        self._size = 0
-
-    @property
-    def closed(self) -> bool:
-        """Closing has begun, by either side."""
-        return self._conn.state is not ConnectionState.OPEN
-
-    async def send_bytes(self, data: bytes) -> None:
-        await self._send_message(BytesMessage(data=data))
-
-    async def send_str(self, text: str) -> None:
-        await self._send_message(TextMessage(data=text))
-
-    async def _send_message(self, event: Message) -> None:
-        if self.closed:
-            raise ConnectionResetError("the WebSocket is closing")
-        await self._send(event)
-
-    async def _send(self, event: Event) -> None:
-        self._writer.write(self._conn.send(event))
-        await self._writer.drain()
-
-    def __aiter__(self) -> AsyncIterator[bytes | str]:
-        return self._messages()
-
-    async def _messages(self) -> AsyncIterator[bytes | str]:
-        while self._conn.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
-            for event in self._conn.events():
-                if isinstance(event, Message):
-                    message = self._assemble(event)
-                    if message is not None:
-                        yield message
-                    elif self._size > MAX_MESSAGE_BYTES:
-                        await self._send(CloseConnection(code=1009, reason="message too big"))
-                        return
-                elif isinstance(event, Ping):
-                    await self._send(event.response())
-                elif isinstance(event, CloseConnection):
-                    await self._on_close(event)
-                    return
-            data = await self._reader.read(64 * 1024)
-            self._conn.receive_data(data or None)       # None: the connection was lost
-
-    def _assemble(self, event: Message) -> bytes | str | None:
-        """A whole message from its fragments (wsproto hands them over as they come)."""
-        self._parts.append(event.data)
-        self._size += len(event.data)
-        if not event.message_finished or self._size > MAX_MESSAGE_BYTES:
-            return None
-        message = ("" if isinstance(event, TextMessage) else b"").join(self._parts)
-        self._parts, self._size = [], 0
-        return message
-
-    async def _on_close(self, event: CloseConnection) -> None:
-        state = self._conn.state
-        if state is ConnectionState.REMOTE_CLOSING:     # the client's close: echo it
-            await self._send(event.response())
-        elif state is ConnectionState.OPEN:              # a frame we could not parse
-            await self._send(CloseConnection(code=event.code, reason=event.reason))
-
-    async def close(self, code: int = 1000) -> None:
-        """Send a close frame, wait (a while) for the client's, then end the connection."""
-        try:
-            if self._conn.state is ConnectionState.OPEN:
-                await self._send(CloseConnection(code=code))
-                async with asyncio.timeout(WS_CLOSE_TIMEOUT):
-                    async for _ in self:
-                        pass                            # messages after our close are dropped
-        except (ConnectionError, TimeoutError, ProtocolError):
-            pass
-        finally:
-            self._writer.close()
 
 
 # ---- the server ------------------------------------------------------------------------------

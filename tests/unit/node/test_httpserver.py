@@ -1,6 +1,7 @@
 """The agent's HTTP/1.1 server, spoken to over raw sockets: request parsing and its limits (bad
 requests get Go's 400/431/501/505 answers), keep-alive, routing, chunked streaming, and the
-WebSocket handshake and framing (masked, fragmented client frames; ping; close; bad frames)."""
+WebSocket handshake and framing (masked, fragmented client frames; ping; close; bad frames).
+The agent itself loads neither aiohttp nor, until an exec, wsproto."""
 from __future__ import annotations
 
 import asyncio
@@ -9,9 +10,12 @@ import hashlib
 
 import pytest
 
-from nanokube.node import httpserver
-from nanokube.node.httpserver import (HTTPServer, Response, Router, StreamResponse,
-                                      accept_websocket, offered_protocols, websocket_requested)
+import subprocess
+import sys
+
+from nanokube.node import websocket
+from nanokube.node.httpserver import HTTPServer, Response, Router, StreamResponse
+from nanokube.node.websocket import accept_websocket, offered_protocols, websocket_requested
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="             # RFC 6455's sample key
 ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="      # and its answer
@@ -282,7 +286,7 @@ async def test_unmasked_client_frame_is_a_protocol_error(port):
 
 
 async def test_message_too_big_closes_with_1009(port, monkeypatch):
-    monkeypatch.setattr(httpserver, "MAX_MESSAGE_BYTES", 10)
+    monkeypatch.setattr(websocket, "MAX_MESSAGE_BYTES", 10)
     reader, writer, _ = await open_ws(port)
     try:
         writer.write(client_frame(0x2, b"0123456", fin=False) + client_frame(0x0, b"789abc"))
@@ -310,3 +314,11 @@ async def test_close_ends_open_connections():
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+def test_agent_loads_no_aiohttp_and_no_wsproto_until_an_exec():
+    code = ("import sys, nanokube.node.agent; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'aiohttp', 'yarl', 'multidict', 'wsproto', 'h11'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
