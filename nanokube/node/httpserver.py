@@ -95,18 +95,20 @@ class Request:
 
     def head(self, status: int, headers: dict[str, str], length: int | None) -> bytes:
         """The status line and headers of an answer, in aiohttp's order (which clients saw
-        before): the handler's headers, the framing, Date, Connection."""
+        before): the handler's headers, the framing, Date, Connection. Without a length the
+        body is chunked (HTTP/1.1) or ends with the connection (HTTP/1.0)."""
         self.started = True
         lines = [f"HTTP/{self.version} {status} {HTTPStatus(status).phrase}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
+        upgrade = status == 101                 # no body: the connection changes protocol
         if length is not None:
             lines.append(f"Content-Length: {length}")
-        elif status != 101 and self.version == "1.1":
+        elif self.version == "1.1" and not upgrade:
             lines.append("Transfer-Encoding: chunked")
-        elif status != 101:
-            self.keep_alive = False             # an HTTP/1.0 body ends with the connection
+        else:
+            self.keep_alive = False
         lines.append(f"Date: {formatdate(usegmt=True)}")
-        if status != 101 and self.version == "1.1" and not self.keep_alive:
+        if self.version == "1.1" and not self.keep_alive and not upgrade:
             lines.append("Connection: close")
         elif self.version == "1.0" and self.keep_alive:
             lines.append("Connection: keep-alive")
@@ -253,12 +255,11 @@ def _header(line: bytes) -> tuple[str, str]:
 
 
 def _content_length(headers: Headers) -> int:
-    values = set(headers.getall("content-length"))
-    if not values:
-        return 0
-    if len(values) > 1 or not values.copy().pop().isdigit():
+    values = set(headers.getall("content-length")) or {"0"}
+    value = values.pop()
+    if values or not (value.isascii() and value.isdigit()):     # several, or not a number
         raise BadRequest(400, "bad Content-Length")
-    return int(values.pop())
+    return int(value)
 
 
 # ---- routing ---------------------------------------------------------------------------------

@@ -141,6 +141,7 @@ async def test_routing_answers(port):
     (b"GET / HTTP/1.1\r\nno colon\r\n\r\n", b"400 Bad Request: malformed MIME header line"),
     (b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", b"400 Bad Request: malformed MIME header line"),
     (b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", b"400 Bad Request: bad Content-Length"),
+    (b"GET / HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400 Bad Request: bad Content-Length"),
     (b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
      b"400 Bad Request: bad Content-Length"),
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
