@@ -23,11 +23,13 @@ import pty
 import signal
 import struct
 import termios
-from typing import Callable
-
-from aiohttp import WSMsgType, web
+from typing import TYPE_CHECKING, Callable
 
 from nanokube.node import runtime
+from nanokube.node.httpserver import Request, Response, Router
+
+if TYPE_CHECKING:
+    from nanokube.node.websocket import WebSocket
 
 V5, V4 = "v5.channel.k8s.io", "v4.channel.k8s.io"
 # the subprotocols we speak, preferred first (base64 variants are not offered)
@@ -86,11 +88,6 @@ def _bool(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true")
 
 
-def _offered(request: web.Request) -> list[str]:
-    header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
-    return [p.strip() for p in header.split(",") if p.strip()]
-
-
 def pid_from_state(find_log) -> PidFinder:
     """A PidFinder over the log server's finder: the pod's state file (pods/<uid>/state.json,
     next to logs/) records each running container's pid and start time."""
@@ -119,35 +116,39 @@ class ExecServer:
         self.allowed_peer = allowed_peer     # None: anyone (tests)
         self.enter = enter
 
-    def add_routes(self, app: web.Application) -> None:
-        app.router.add_route("*", "/exec/{namespace}/{pod}/{container}", self.exec)
+    def add_routes(self, router: Router) -> None:
+        router.add(None, "/exec/{namespace}/{pod}/{container}", self.exec)
 
-    async def exec(self, request: web.Request) -> web.StreamResponse:
+    async def exec(self, request: Request) -> Response | WebSocket:
         # Only the API server may exec: it authenticated and authorized the user; a pod on
         # the LAN must not reach into another pod.
         if self.allowed_peer is not None and request.remote != self.allowed_peer:
-            return web.Response(status=403, text="Forbidden\n")
+            return Response(status=403, text="Forbidden\n")
         m, q = request.match_info, request.query
         command = q.getall("command", [])
         stdin, stdout, stderr, tty = (_bool(q.get(k)) for k in ("stdin", "stdout", "stderr",
                                                                  "tty"))
         if not command:
-            return web.Response(status=400, text="you must specify at least 1 command\n")
+            return Response(status=400, text="you must specify at least 1 command\n")
         if not (stdin or stdout or stderr):
-            return web.Response(status=400, text="you must specify at least 1 of stdin, "
-                                "stdout, stderr\n")
+            return Response(status=400, text="you must specify at least 1 of stdin, "
+                            "stdout, stderr\n")
         if tty and stderr:
             stderr = False        # a terminal has one output stream: stderr goes to stdout
         found = self.find_pid(m["namespace"], m["pod"], m["container"])
         if isinstance(found, str):
-            return web.Response(status=404, text=found + "\n")
-        ws = web.WebSocketResponse(protocols=PROTOCOLS, compress=False, autoclose=False)
-        if not ws.can_prepare(request).ok:
-            return web.Response(status=400, text="Upgrade request required\n")
-        if not any(p in PROTOCOLS for p in _offered(request)):
-            return web.Response(status=400, text="unable to upgrade: unable to match protocol\n")
-        await ws.prepare(request)
-        session = _Session(ws, ws.ws_protocol or "", stdin, stdout, stderr, tty)
+            return Response(status=404, text=found + "\n")
+        # loaded by the first exec, so that an agent nobody execs into does without it
+        from nanokube.node import websocket
+        if not websocket.websocket_requested(request):
+            return Response(status=400, text="Upgrade request required\n")
+        # the client's most preferred protocol that we speak
+        protocol = next((p for p in websocket.offered_protocols(request) if p in PROTOCOLS),
+                        None)
+        if protocol is None:
+            return Response(status=400, text="unable to upgrade: unable to match protocol\n")
+        ws = await websocket.accept_websocket(request, protocol)
+        session = _Session(ws, protocol, stdin, stdout, stderr, tty)
         try:
             await session.run(self.enter(found, command), container_environ(found), command)
         finally:
@@ -158,7 +159,7 @@ class ExecServer:
 class _Session:
     """One exec: the process and the WebSocket streams joined together."""
 
-    def __init__(self, ws: web.WebSocketResponse, protocol: str, stdin: bool, stdout: bool,
+    def __init__(self, ws: WebSocket, protocol: str, stdin: bool, stdout: bool,
                  stderr: bool, tty: bool):
         self.ws = ws
         self.protocol = protocol
@@ -248,9 +249,9 @@ class _Session:
 
     async def read_client(self) -> None:
         async for msg in self.ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            channel, data = msg.data[0], msg.data[1:]
+            if not isinstance(msg, bytes) or not msg:
+                continue                         # text messages are not part of the protocol
+            channel, data = msg[0], msg[1:]
             if channel == STDIN and self.stdin:
                 await self.write_stdin(data)
             elif channel == RESIZE and self.tty:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from aiohttp import web
-
 from nanokube.node.execserver import ExecServer, api_server_address, pid_from_state
+from nanokube.node.httpserver import HTTPServer, Request, Response, Router, StreamResponse
 from nanokube.node.logs import LogParser, parse_since_time, render, select_lines, timestamp_of
 
 FOLLOW_POLL = 0.1
@@ -53,32 +52,32 @@ class LogServer:
         self.finder = finder
         self.host = host
         self.port = port
-        self._runner: web.AppRunner | None = None
+        self._server: HTTPServer | None = None
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
-        app.router.add_get("/healthz", self.healthz)
-        ExecServer(pid_from_state(self.finder), api_server_address(self.host)).add_routes(app)
-        return app
+    def router(self) -> Router:
+        router = Router()
+        router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
+        router.add_get("/healthz", self.healthz)
+        ExecServer(pid_from_state(self.finder), api_server_address(self.host)).add_routes(router)
+        return router
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        self._server = HTTPServer(self.router(), self.host, self.port)
+        await self._server.start()
+        self.port = self._server.addresses[0][1]      # the kernel's choice for port 0
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            await self._server.close()
 
-    async def healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
+    async def healthz(self, request: Request) -> Response:
+        return Response(text="ok")
 
-    async def container_logs(self, request: web.Request) -> web.StreamResponse:
+    async def container_logs(self, request: Request) -> StreamResponse | Response:
         m, q = request.match_info, request.query
         found = self.finder(m["namespace"], m["pod"], m["container"])
         if isinstance(found, str):
-            return web.Response(status=404, text=found + "\n")
+            return Response(status=404, text=found + "\n")
         try:
             tail = _int(q.get("tailLines"))
             limit = _int(q.get("limitBytes"))
@@ -88,15 +87,15 @@ class LogServer:
             elif q.get("sinceTime"):
                 since = parse_since_time(q["sinceTime"])
         except ValueError as e:
-            return web.Response(status=400, text=f"{e}\n")
+            return Response(status=400, text=f"{e}\n")
         previous = _bool(q.get("previous"))
         path = found.previous_path if previous else found.path
         if previous and not path.exists():
-            return web.Response(status=400, text=f'previous terminated container '
-                                f'"{m["container"]}" in pod "{m["pod"]}" not found\n')
+            return Response(status=400, text=f'previous terminated container '
+                            f'"{m["container"]}" in pod "{m["pod"]}" not found\n')
         follow = _bool(q.get("follow")) and not previous
         timestamps = _bool(q.get("timestamps"))
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp = StreamResponse(headers={"Content-Type": "text/plain"})
         await resp.prepare(request)
         writer = _LimitedWriter(resp, limit)
         parser = LogParser()
@@ -131,7 +130,7 @@ def _replaced(path: Path, inode: int) -> bool:
 
 
 class _LimitedWriter:
-    def __init__(self, resp: web.StreamResponse, limit: int | None):
+    def __init__(self, resp: StreamResponse, limit: int | None):
         self.resp = resp
         self.left = limit
 

@@ -21,11 +21,11 @@ import time
 from datetime import datetime, timezone
 from typing import Callable
 
-from aiohttp import web
 from prometheus_client import Counter
 
 from nanokube.client import Client
 from nanokube.controllers.informer import Informer
+from nanokube.node.httpserver import HTTPServer, Request, Response, Router
 from nanokube.node.proxy import NftProxier
 
 log = logging.getLogger("nanokube.node.serviceproxy")
@@ -88,7 +88,7 @@ class ServiceProxy:
         services.add_handler(self._on_service)
         self.slices.add_handler(self._on_slice)
         self.synced = asyncio.Event()           # the first full sync is done
-        self._runners: list[web.AppRunner] = []
+        self._runners: list[HTTPServer] = []     # the listening HTTP servers
         registry = self.proxier.registry
         self.m_healthz = Counter("kubeproxy_healthz", "Cumulative proxy healthz HTTP status",
                                  ["code"], registry=registry)
@@ -120,8 +120,8 @@ class ServiceProxy:
             watch.cancel()
             await asyncio.gather(watch, return_exceptions=True)
             await self.proxier.stop()           # the rules stay: traffic keeps flowing
-            for runner in self._runners:
-                await runner.cleanup()
+            for server in self._runners:
+                await server.close()
             self._runners.clear()
 
     async def _start_proxier(self) -> None:
@@ -150,27 +150,25 @@ class ServiceProxy:
 
     # ---- HTTP ------------------------------------------------------------------------------
     async def _serve(self) -> None:
-        metrics = web.Application()
-        metrics.router.add_get("/metrics", self._metrics)
-        health = web.Application()
-        health.router.add_get("/healthz", self._healthz)
-        health.router.add_get("/livez", self._livez)
-        for app, port in ((metrics, self.metrics_port), (health, self.healthz_port)):
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
+        metrics = Router()
+        metrics.add_get("/metrics", self._metrics)
+        health = Router()
+        health.add_get("/healthz", self._healthz)
+        health.add_get("/livez", self._livez)
+        for router, port in ((metrics, self.metrics_port), (health, self.healthz_port)):
+            server = HTTPServer(router, self.node_ip, port)
             try:
-                await web.TCPSite(runner, self.node_ip, port, reuse_address=True).start()
+                await server.start()
             except OSError as e:    # a port taken must not stop the proxy itself
                 log.error("service proxy: cannot listen on %s:%d: %s", self.node_ip, port, e)
-                await runner.cleanup()
                 continue
-            self._runners.append(runner)
+            self._runners.append(server)
 
-    async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.proxier.metrics_text(),
-                            headers={"Content-Type": PROMETHEUS_TEXT})
+    async def _metrics(self, request: Request) -> Response:
+        return Response(body=self.proxier.metrics_text(),
+                        headers={"Content-Type": PROMETHEUS_TEXT})
 
-    def _health_response(self, check_node: bool, counter: Counter) -> web.Response:
+    def _health_response(self, check_node: bool, counter: Counter) -> Response:
         healthy = self.proxier.healthy()
         eligible = self.node_eligible()
         ok = healthy and (eligible or not check_node)
@@ -179,11 +177,11 @@ class ServiceProxy:
         last = self.proxier.registry.get_sample_value(
             "kubeproxy_sync_proxy_rules_last_timestamp_seconds") or None
         body = healthz_body(ok, last, time.time(), eligible)
-        return web.Response(status=status, body=body.encode(), headers={
+        return Response(status=status, body=body.encode(), headers={
             "Content-Type": "application/json", "X-Content-Type-Options": "nosniff"})
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _healthz(self, request: Request) -> Response:
         return self._health_response(True, self.m_healthz)
 
-    async def _livez(self, request: web.Request) -> web.Response:
+    async def _livez(self, request: Request) -> Response:
         return self._health_response(False, self.m_livez)

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from aiohttp import web
+from nanokube.node.httpserver import HTTPServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -49,40 +49,36 @@ class HealthCheckServers:
         self.proxy_healthy = proxy_healthy
         self.host = host
         self.services: dict[int, ServiceHealth] = {}
-        self._runners: dict[int, web.AppRunner] = {}
+        self._servers: dict[int, HTTPServer] = {}
 
     async def sync(self, services: dict[int, ServiceHealth]) -> None:
         self.services = dict(services)
-        for port in list(self._runners):
+        for port in list(self._servers):
             if port not in services:
-                await self._runners.pop(port).cleanup()
+                await self._servers.pop(port).close()
         for port in services:
-            if port not in self._runners:
+            if port not in self._servers:
                 await self._listen(port)
 
     async def _listen(self, port: int) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._make_handler(port))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
+        server = HTTPServer(self._make_handler(port), self.host, port)   # any path, any method
         try:
-            await web.TCPSite(runner, self.host, port, reuse_address=True).start()
+            await server.start()
         except OSError as e:  # like kube-proxy: log and go on, the rules still work
             log.error("cannot serve healthCheckNodePort %d: %s", port, e)
-            await runner.cleanup()
             return
-        self._runners[port] = runner
+        self._servers[port] = server
 
     def _make_handler(self, port: int):
-        async def handle(request: web.Request) -> web.Response:
+        async def handle(request: Request) -> Response:
             health = self.services.get(port)
             if health is None:
-                return web.Response(status=503)
+                return Response(status=503)
             status, headers, body = health_response(health, self.proxy_healthy())
-            return web.Response(status=status, headers=headers, body=body.encode())
+            return Response(status=status, headers=headers, body=body.encode())
         return handle
 
     async def close(self) -> None:
-        for runner in self._runners.values():
-            await runner.cleanup()
-        self._runners.clear()
+        for server in self._servers.values():
+            await server.close()
+        self._servers.clear()

@@ -7,11 +7,10 @@ import os
 import subprocess
 
 import aiohttp
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from nanokube.node.execserver import (ExecServer, PROTOCOLS, api_server_address,
                                       pid_from_state)
+from nanokube.node.httpserver import HTTPServer, Router
 from nanokube.node.logserver import ContainerLog
 
 CONTAINER = {"pid": os.getpid()}     # the "container" whose environment the command gets
@@ -27,12 +26,30 @@ def plain(pid, command):
     return command
 
 
-async def client_for(allowed="127.0.0.1") -> TestClient:
-    app = web.Application()
-    ExecServer(find_pid, allowed, enter=plain).add_routes(app)
-    client = TestClient(TestServer(app, host="127.0.0.1"))
-    await client.start_server()
-    return client
+class Client:
+    """An aiohttp client for an ExecServer on an ephemeral port; close() stops both."""
+
+    def __init__(self, server: HTTPServer):
+        self.server = server
+        self.session = aiohttp.ClientSession(f"http://127.0.0.1:{server.addresses[0][1]}")
+
+    def get(self, *args, **kw):
+        return self.session.get(*args, **kw)
+
+    def ws_connect(self, *args, **kw):
+        return self.session.ws_connect(*args, **kw)
+
+    async def close(self):
+        await self.session.close()
+        await self.server.close()
+
+
+async def client_for(allowed="127.0.0.1") -> Client:
+    router = Router()
+    ExecServer(find_pid, allowed, enter=plain).add_routes(router)
+    server = HTTPServer(router, "127.0.0.1", 0)
+    await server.start()
+    return Client(server)
 
 
 def params(*command, stdin=False, tty=False, stderr=True):

@@ -2,7 +2,7 @@
 import asyncio
 import os
 
-from aiohttp.test_utils import TestClient, TestServer
+import aiohttp
 
 from nanokube.node.launcher import pump
 from nanokube.node.logs import LogParser, parse_records, rfc3339_nano_out, select_lines
@@ -68,7 +68,8 @@ async def test_container_logs_endpoint(tmp_path):
         return found if (ns, pod, container) == ("default", "p", "c") else "pod not found"
 
     server = LogServer(finder, "127.0.0.1", 0)
-    async with TestClient(TestServer(server.app())) as client:
+    await server.start()
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.port}") as client:
         resp = await client.get("/containerLogs/default/p/c")
         assert resp.status == 200
         assert await resp.text() == "first\nsecond\npartial\n\n"
@@ -91,3 +92,4 @@ async def test_container_logs_endpoint(tmp_path):
         assert await asyncio.wait_for(resp.content.readline(), 3) == b"later\n"
         running["yes"] = False
         assert await asyncio.wait_for(resp.text(), 3) == ""
+    await server.stop()

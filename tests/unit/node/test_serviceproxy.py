@@ -122,5 +122,5 @@ def test_http_endpoints():
                 assert 'kubeproxy_healthz_total{code="200"} 1.0' in text
         await proxy.proxier.stop()
         for r in proxy._runners:
-            await r.cleanup()
+            await r.close()
     asyncio.run(main())
