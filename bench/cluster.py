@@ -117,6 +117,7 @@ def main() -> None:
     print(f"  ... with {args.pods + 1} pods running      RSS {total(loaded):6.1f} MB, PSS "
           f"{total(loaded_pss):6.1f} MB")
     print("  per process, idle RSS:", {k: round(v, 1) for k, v in idle.items()})
+    print("  per process, with the pods:", {k: round(v, 1) for k, v in loaded.items()})
 
 
 def _time_up(extra: list[str]) -> float:
