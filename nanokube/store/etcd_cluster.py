@@ -54,8 +54,12 @@ class EtcdCluster:
         self.base_dir = Path(base_dir)
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
-        self.members = [Member(f"m{i}", _free_port(), _free_port(), self.base_dir / f"m{i}")
-                        for i in range(members)]
+        self.size = members
+        self.members = self._new_members()
+
+    def _new_members(self) -> list[Member]:
+        return [Member(f"m{i}", _free_port(), _free_port(), self.base_dir / f"m{i}")
+                for i in range(self.size)]
 
     @property
     def endpoints(self) -> list[str]:
@@ -77,19 +81,35 @@ class EtcdCluster:
                 "--election-timeout", str(self.election_ms),
                 "--logger", "zap", "--log-outputs", str(self.base_dir / f"{m.name}.log")]
 
-    def start(self, timeout: float = 20) -> "EtcdCluster":
+    def start(self, timeout: float = 20, attempts: int = 3) -> "EtcdCluster":
+        """Start every member. A free port picked here can be taken by another process before
+        etcd binds it: then the whole cluster starts again on new ports (a fresh data dir)."""
         if etcd_binary() is None:
             raise RuntimeError("etcd is not installed (Debian: etcd-server)")
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            for m in self.members:
-                self.start_member(m)
-            for m in self.members:
-                self.wait_healthy(m, timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(attempts):
+            try:
+                for m in self.members:
+                    self.start_member(m)
+                for m in self.members:
+                    self.wait_healthy(m, timeout)
+                return self
+            except BaseException:
+                self.stop()
+                if attempt == attempts - 1 or not self._port_was_taken():
+                    raise
+                for m in self.members:
+                    shutil.rmtree(m.data_dir, ignore_errors=True)
+                self.members = self._new_members()
         return self
+
+    def _port_was_taken(self) -> bool:
+        for m in self.members:
+            log = self.base_dir / f"{m.name}.log"
+            if log.exists() and "address already in use" in log.read_text(errors="replace"):
+                log.unlink()
+                return True
+        return False
 
     def start_member(self, m: Member) -> None:
         m.proc = subprocess.Popen(self._argv(m), stdout=subprocess.DEVNULL,

@@ -65,3 +65,16 @@ async def test_compaction_by_another_client_is_learned(tmp_path):
         finally:
             await mine.close()
             await other.close()
+
+
+@needs_etcd
+def test_a_port_taken_before_etcd_binds_it_means_new_ports(tmp_path):
+    import socket
+    cluster = EtcdCluster(tmp_path / "etcd", members=1)
+    taken = cluster.members[0].client_port
+    with socket.socket() as squatter:          # another process got the port first
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        with cluster:
+            assert cluster.members[0].client_port != taken
+            assert cluster.members[0].alive()
