@@ -65,6 +65,11 @@ def group_version_doc(strategies: list, group: str, version: str) -> dict:
     return json.loads(_doc(key, group, version))
 
 
+def forget_built() -> None:
+    """Drop the cached texts (a server keeps its own compressed copy of what it serves)."""
+    _doc.cache_clear()
+
+
 @lru_cache(maxsize=64)
 def _doc(resources: tuple, group: str, version: str) -> str:
     paths: dict = {}
