@@ -74,7 +74,10 @@ def main() -> int:
             ca_hosts = [f"ca{i}.bench.test" for i in range(args.runs)]
             acme_hosts = [f"acme{i}.bench.test" for i in range(args.runs)]
             dns = StubDNS({h: ip for h in acme_hosts}).start()
-            pebble = Pebble(Path(tmp) / "pebble", dns.port).start()
+            # cert-manager runs in a pod: Pebble's ACME interface on the host's address on
+            # the cluster's own LAN
+            pebble = Pebble(Path(tmp) / "pebble", dns.port,
+                            listen_ip=c.state()["network"]["host_ip"]).start()
             c.kubectl("apply", "-f", "-", input=json.dumps({
                 "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
                 "metadata": {"name": "pebble"},

@@ -1,4 +1,5 @@
-"""The cert-manager controllers of the controller-manager, sharing one set of issuer backends."""
+"""cert-manager's controllers (run by `nanokube cert-manager`), sharing one set of issuer
+backends."""
 from __future__ import annotations
 
 from nanokube.certmanager.certificates import CertificateController

@@ -184,6 +184,11 @@ def _acmesolver_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p)
 
 
+def _cert_manager_args(p: argparse.ArgumentParser) -> None:
+    from nanokube.certmanager.main import add_arguments     # cheap: heavy imports run later
+    add_arguments(p)
+
+
 def _ingress_controller_args(p: argparse.ArgumentParser) -> None:
     from nanokube.ingress.main import add_arguments      # cheap: heavy imports run later
     add_arguments(p)
@@ -215,6 +220,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "controller-manager": Subcommand("run the controllers (deployments, endpointslices, ...)",
                                      "nanokube.controllers.manager:main",
                                      _controller_manager_args),
+    "cert-manager": Subcommand("run cert-manager's controllers (the cert-manager addon)",
+                               "nanokube.certmanager.main:main", _cert_manager_args),
     "acmesolver": Subcommand("serve one ACME HTTP-01 challenge (the cert-manager solver pod)",
                              "nanokube.certmanager.acmesolver:main", _acmesolver_args),
     "ca": Subcommand("print the certificate (PEM) of the cluster's default CA issuer",

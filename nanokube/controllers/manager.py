@@ -131,7 +131,6 @@ def is_pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:
 
 
 def build_controllers(client: Client, informers: InformerFactory, args) -> list[Controller]:
-    from nanokube.certmanager.controllers import build as certmanager_controllers
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
@@ -152,7 +151,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
         LoadBalancerController(client, informers),
-    ] + certmanager_controllers(client, informers)
+    ]
 
 
 def kubeconfig_path(args) -> str:
@@ -197,11 +196,13 @@ def leader_identity() -> str:
     return f"{socket.gethostname()}_{uuid.uuid4()}"
 
 
-async def run_controllers(client: Client, args, stop: asyncio.Event) -> None:
-    """Informers, then every controller, until `stop` (or cancellation: leadership lost)."""
+async def run_controllers(client: Client, args, stop: asyncio.Event,
+                          build=build_controllers) -> None:
+    """Informers, then every controller `build` makes, until `stop` (or cancellation:
+    leadership lost). cert-manager's addon runs its own controllers through this too."""
     started = time.monotonic()
     informers = InformerFactory(client)
-    controllers = build_controllers(client, informers, args)
+    controllers = build(client, informers, args)
     tasks = [asyncio.create_task(i.run(), name=f"informer-{i.plural}") for i in informers.all()]
     try:
         synced = asyncio.create_task(informers.wait_synced())

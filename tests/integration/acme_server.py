@@ -1,7 +1,8 @@
-"""Debian's Pebble (a test ACME server) and a tiny DNS server for it, both on loopback only.
+"""Debian's Pebble (a test ACME server) and a tiny DNS server for it, on this machine only.
 
 Shared by the cert-manager end-to-end test and bench/certificates.py. Pebble listens on
-127.0.0.1 (ACME and management), validates HTTP-01 on port 80, and resolves names through
+127.0.0.1 or the test cluster's own host address (ACME; management on 127.0.0.1), validates
+HTTP-01 on port 80, and resolves names through
 `-dnsserver` pointed at `StubDNS`, which answers A queries for the test's own hosts with the
 cluster's ingress EXTERNAL-IP and refuses everything else: no real name is ever resolved.
 Its listener certificate is made here (the package ships none) and handed to the ClusterIssuer
@@ -30,9 +31,9 @@ from harness import stop_process
 from nanokube.certmanager import pki
 
 
-def free_port(kind=socket.SOCK_STREAM) -> int:
+def free_port(kind=socket.SOCK_STREAM, ip: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return s.getsockname()[1]
 
 
@@ -80,12 +81,16 @@ class StubDNS:
 
 
 class Pebble:
-    """`pebble` on loopback with a fresh listener certificate; stop() ends it (by its pid)."""
+    """`pebble` with a fresh listener certificate; stop() ends it (by its pid). Its ACME
+    interface listens on `listen_ip` (loopback, or the host's address on the test cluster's own
+    LAN, where cert-manager's pod reaches it); the management interface on loopback."""
 
-    def __init__(self, workdir: Path, dns_port: int, http_port: int = 80):
+    def __init__(self, workdir: Path, dns_port: int, http_port: int = 80,
+                 listen_ip: str = "127.0.0.1"):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port, self.management_port = free_port(), free_port()
+        self.listen_ip = listen_ip
+        self.port, self.management_port = free_port(ip=listen_ip), free_port()
         self.dns_port, self.http_port = dns_port, http_port
         self.proc: subprocess.Popen | None = None
 
@@ -95,14 +100,15 @@ class Pebble:
 
     @property
     def directory(self) -> str:
-        return f"https://127.0.0.1:{self.port}/dir"
+        return f"https://{self.listen_ip}:{self.port}/dir"
 
     def _listener_cert(self) -> None:
         ca_key = pki.generate_private_key("ECDSA", 256)
         ca = pki.sign(pki.Request(common_name="pebble test listener CA", is_ca=True,
                                   duration=86400.0), ca_key.public_key(), ca_key, None)
         key = pki.generate_private_key("ECDSA", 256)
-        cert = pki.sign(pki.Request(common_name="127.0.0.1", ip_addresses=("127.0.0.1",),
+        cert = pki.sign(pki.Request(common_name=self.listen_ip,
+                                    ip_addresses=tuple({"127.0.0.1", self.listen_ip}),
                                     dns_names=("localhost",), duration=86400.0),
                         key.public_key(), ca_key, ca)
         (self.dir / "cert.pem").write_bytes(pki.cert_to_pem(cert))
@@ -117,7 +123,7 @@ class Pebble:
     def start(self, timeout: float = 15) -> "Pebble":
         self._listener_cert()
         config = {"pebble": {
-            "listenAddress": f"127.0.0.1:{self.port}",
+            "listenAddress": f"{self.listen_ip}:{self.port}",
             "managementListenAddress": f"127.0.0.1:{self.management_port}",
             "certificate": str(self.dir / "cert.pem"), "privateKey": str(self.dir / "key.pem"),
             "httpPort": self.http_port, "tlsPort": 443, "ocspResponderURL": "",
@@ -138,7 +144,7 @@ class Pebble:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"pebble exited: {(self.dir / 'pebble.log').read_text()}")
             try:
-                self.get(f"https://127.0.0.1:{self.port}/dir")
+                self.get(self.directory)
                 return self
             except OSError:
                 time.sleep(0.1)

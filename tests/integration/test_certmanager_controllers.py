@@ -1,7 +1,7 @@
 """cert-manager's controllers (issuers, certificates, ingress-shim) against a real API server.
 
-`nanokube server` runs as a subprocess; the controllers run in the test's event loop, as the
-controller-manager runs them. No nodes, no root: the CA and SelfSigned issuers and the ACME
+`nanokube server` runs as a subprocess; the controllers run in the test's event loop, as
+`nanokube cert-manager` (the addon) runs them. No nodes, no root: the CA and SelfSigned issuers and the ACME
 issuer's failure paths (the full ACME flow through Pebble is in test_certmanager_e2e.py).
 """
 from __future__ import annotations

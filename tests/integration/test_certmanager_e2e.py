@@ -79,7 +79,10 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pebble(cluster, tmp_path_factory):
     dns = StubDNS({ACME_HOST: cluster.ip, "renamed." + ACME_HOST: cluster.ip}).start()
-    server = Pebble(tmp_path_factory.mktemp("pebble"), dns.port).start()
+    # cert-manager runs in a pod: Pebble's ACME interface on the host's address on the
+    # cluster's own LAN (the pods reach the API server there too), never beyond it
+    host_ip = cluster.state()["network"]["host_ip"]
+    server = Pebble(tmp_path_factory.mktemp("pebble"), dns.port, listen_ip=host_ip).start()
     try:
         yield server
     finally:
