@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,8 @@ def _proc_kb(path: str, key: str) -> int:
 
 
 def main() -> None:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=100)
     ap.add_argument("--ha-up", type=int, default=0, metavar="RUNS",

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,8 @@ def report(title: str, unit: str, results: dict[str, float], baseline: str) -> N
 
 
 def main() -> int:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=2.0, help="length of each measurement")
     ap.add_argument("--rounds", type=int, default=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import re
 import subprocess
 import sys
@@ -25,6 +26,8 @@ COREDNS_QPS = 33_669
 
 
 def main() -> None:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=10)

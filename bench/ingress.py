@@ -432,6 +432,8 @@ def changes_under_load(b: Bench, ext_ip: str, count: int) -> None:
 
 
 def main() -> None:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ingresses", type=int, default=20)
     parser.add_argument("--changes", type=int, default=100)

@@ -241,6 +241,8 @@ def failover(b: Bench, runs: int) -> tuple[list[float], list[float]]:
 
 
 def main() -> int:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--services", type=int, default=50)
     ap.add_argument("--runs", type=int, default=5)

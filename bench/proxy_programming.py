@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -142,6 +143,8 @@ async def inner(args) -> None:
 
 
 def main() -> None:
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C: the finally blocks take the cluster down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--services", type=int, default=10000)
     ap.add_argument("--endpoints", type=int, default=10)
