@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,7 @@ def main() -> None:
     finally:
         subprocess.run([sys.executable, "-m", "nanokube", "down", "--name", name], env=env,
                        cwd=ROOT)
+        shutil.rmtree(tmp, ignore_errors=True)      # kubectl's cache in HOME
     parts = ["apiserver", "controller-manager", "agent-node-1"]
 
     def total(d: dict) -> float:
@@ -136,6 +138,7 @@ def _time_up(extra: list[str]) -> float:
     finally:
         subprocess.run([sys.executable, "-m", "nanokube", "down", "--name", name], env=env,
                        cwd=ROOT, stdout=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ha_up(runs: int) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import re
 import subprocess
@@ -71,6 +72,7 @@ def main() -> None:
                              env=env, capture_output=True, text=True, cwd=ROOT).stdout
     finally:
         subprocess.run(nk + ["down"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
     qps = float(re.search(r"Queries per second:\s+([\d.]+)", out).group(1))
     lost = re.search(r"Queries lost:\s+(\d+)", out).group(1)
     print(f"\ncluster DNS from a pod on the other node, {2 * args.services} names, "
