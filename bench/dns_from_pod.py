@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
-import re
 import subprocess
 import sys
 import tempfile
