@@ -126,6 +126,20 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
                    help="the Service CIDR, routed to the pod bridge for the node's own clients")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
                    help="the pod CIDR: traffic to Services from outside it is masqueraded")
+    p.add_argument("--nodeport-addresses", default="primary", type=_nodeport_addresses,
+                   metavar="primary|all|CIDR,...",
+                   help="where NodePorts answer, as kube-proxy's flag: the node's own IP "
+                        "(primary, the nftables default), every local address (all), or the "
+                        "local addresses within the CIDRs")
+
+
+def _nodeport_addresses(value: str) -> str:
+    from nanokube.node.proxy.render import nodeport_match
+    try:
+        nodeport_match(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
 def _rules_args(p: argparse.ArgumentParser) -> None:

@@ -44,7 +44,8 @@ class NodeAgent:
                  network: Any, container_argv: Callable, cluster_dns: str = "10.96.0.10",
                  cluster_domain: str = "cluster.local", lease_duration: float = 10.0,
                  log_port: int = 10250, cluster_cidr: str = "10.244.0.0/16",
-                 service_cidr: str = "10.96.0.0/12", proxy: bool = True):
+                 service_cidr: str = "10.96.0.0/12", proxy: bool = True,
+                 nodeport_addresses: str = "primary"):
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
@@ -66,7 +67,8 @@ class NodeAgent:
         self.log_server = LogServer(self.find_log, node_ip, log_port)
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr,
-                                  node_eligible=self._node_eligible) if proxy else None
+                                  node_eligible=self._node_eligible,
+                                  nodeport_addresses=nodeport_addresses) if proxy else None
         # LoadBalancer addresses are announced (ARP) only where the proxier can DNAT them
         self.announcer = Announcer(client, node_name, self.nodes, self.services,
                                    self.proxy.slices) if proxy else None
@@ -326,7 +328,8 @@ async def _run(args) -> None:
                       default_network(args.cluster, args.state_dir), default_container_argv(),
                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
                       lease_duration=args.lease_duration,
-                      cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range)
+                      cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range,
+                      nodeport_addresses=args.nodeport_addresses)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -73,7 +73,7 @@ class ServiceProxy:
                  cluster_cidr: str, service_cidr: str,
                  node_eligible: Callable[[], bool] = lambda: True,
                  metrics_port: int = METRICS_PORT, healthz_port: int = HEALTHZ_PORT,
-                 proxier: NftProxier | None = None):
+                 proxier: NftProxier | None = None, nodeport_addresses: str = "primary"):
         self.node_ip = node_ip
         self.service_cidr = service_cidr
         self.node_eligible = node_eligible
@@ -82,7 +82,8 @@ class ServiceProxy:
         # pod_cidr stays None: EndpointSlices name each endpoint's node, which is what
         # tells a local endpoint; and the first sync must not wait for node IPAM.
         self.proxier = proxier or NftProxier(node_name, [node_ip], None, cluster_cidr,
-                                             service_cidr)
+                                             service_cidr,
+                                             nodeport_addresses=nodeport_addresses)
         self.services = services
         self.slices = Informer(client, "discovery.k8s.io", "v1", "endpointslices")
         services.add_handler(self._on_service)

@@ -238,6 +238,15 @@ def test_nodeport_from_outside_on_every_node_ip_clusterip_not(cluster):
         assert set(answers) == names, f"NodePort on {node} ({ip}): {answers}"
     answers = c.from_netns("outside", "http", f"http://{CLUSTER_IP}/hostname", "3", "2")
     assert all(a.startswith("error") for a in answers), answers
+    # --nodeport-addresses primary (kube-proxy's nftables default): the node's own IP only,
+    # not its other local addresses such as the pod bridge's
+    import ipaddress
+    bridge = str(next(ipaddress.ip_network(c.get("node", "node-1")["spec"]["podCIDR"]).hosts()))
+    answers = c.from_netns("node-1", "http", f"http://{bridge}:{NODE_PORT}/hostname", "2", "2")
+    assert all(a.startswith("error") for a in answers), answers
+    answers = c.from_netns("node-1", "http", f"http://{c.node_ips()['node-1']}:{NODE_PORT}"
+                                             "/hostname", "2", "2")
+    assert not any(a.startswith("error") for a in answers), answers
 
 
 def test_rules_healthz_and_metrics(cluster):

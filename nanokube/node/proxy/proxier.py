@@ -20,8 +20,8 @@ from .healthcheck import HealthCheckServers, ServiceHealth
 from .model import ProxyModel, ServiceKey, ServicePort
 from .libnft import LibNft
 from .nft import NftCli, Transaction
-from .render import (BASE_CHAINS, PROTOCOLS, STATIC_MAPS, L4PROTOS, ServiceRules, render_service,
-                     shared_chain_rules, static_chains)
+from .render import (BASE_CHAINS, NODEPORT_IPS, PROTOCOLS, STATIC_MAPS, L4PROTOS, ServiceRules,
+                     nodeport_match, render_service, shared_chain_rules, static_chains)
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ class NftProxier:
     def __init__(self, node_name: str, node_ips: list[str], pod_cidr: str | None, cluster_cidr: str,
                  service_cidr: str, table: str = "nanokube", nft=None, *,
                  healthz_timeout: float = 10.0, coalesce: float = 0.002, conntrack=None,
-                 health_check_servers: bool = True):
+                 health_check_servers: bool = True, nodeport_addresses: str = "primary"):
         self.node_name = node_name
         self.node_ips = list(node_ips)
+        self.nodeport_addresses = nodeport_addresses
+        self._nodeports = nodeport_match(nodeport_addresses)   # ValueError: a bad flag
         self.cluster_cidr = cluster_cidr
         self.service_cidr = service_cidr
         self.table = table
@@ -272,7 +274,10 @@ class NftProxier:
             (tx.add_set if kind == "set" else tx.add_map)(name, spec)
         for proto in PROTOCOLS:
             tx.add_element(L4PROTOS, proto)
-        chains = static_chains(self.cluster_cidr, self.service_cidr)
+        if self.nodeport_addresses == "primary":
+            for ip in self.node_ips:
+                tx.add_element(NODEPORT_IPS, ip)
+        chains = static_chains(self.cluster_cidr, self.service_cidr, self._nodeports)
         for name in chains:
             tx.add_chain(name, BASE_CHAINS.get(name))
         for name, rules in chains.items():
@@ -400,12 +405,13 @@ class NftProxier:
         self._owned_maps += sign * len(rules.maps)
 
     def object_counts(self) -> dict[str, int]:
-        static = static_chains(self.cluster_cidr, self.service_cidr)
+        static = static_chains(self.cluster_cidr, self.service_cidr, self._nodeports)
         return {
             "chains": len(static) + len(self._shared) + self._owned_chains,
             "rules": sum(len(r) for r in static.values()) + 2 * len(self._shared) + self._owned_rules,
             "maps": len(STATIC_MAPS) + self._owned_maps,
-            "elements": len(self._index) + len(PROTOCOLS),
+            "elements": len(self._index) + len(PROTOCOLS)
+            + (len(self.node_ips) if self.nodeport_addresses == "primary" else 0),
         }
 
     def _setup_metrics(self) -> None:

@@ -40,6 +40,7 @@ HAIRPIN = "hairpin"
 BACKENDS = "backends"
 NODEPORT_BACKENDS = "nodeport-backends"
 AFFINITY_UPDATES = "affinity-updates"
+NODEPORT_IPS = "nodeport-ips"
 L4PROTOS = "l4protos"
 
 REJECT = "goto reject-chain"
@@ -60,6 +61,7 @@ STATIC_MAPS: dict[str, tuple[str, str]] = {
     NODEPORT_BACKENDS: ("map", "typeof meta l4proto . th dport . numgen random mod 16 "
                                ": ip daddr . th dport"),
     AFFINITY_UPDATES: ("map", "type mark : verdict"),
+    NODEPORT_IPS: ("set", "type ipv4_addr"),
 }
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -80,7 +82,29 @@ BASE_CHAINS: dict[str, str] = {
 NODEPORT_DADDR = "fib daddr type local ip daddr != 127.0.0.0/8"
 
 
-def static_chains(cluster_cidr: str, service_cidr: str) -> dict[str, list[str]]:
+def nodeport_match(addresses: str) -> str:
+    """Which destinations accept NodePorts, as kube-proxy's --nodeport-addresses: "primary"
+    (the nftables default) the node's own IPs, in the `nodeport-ips` set; "all" every local
+    address but loopback (iptables mode's default); else a comma list of CIDRs, the local
+    addresses within them. Raises ValueError for anything else."""
+    if addresses == "primary":
+        return f"ip daddr @{NODEPORT_IPS}"
+    if addresses == "all":
+        return NODEPORT_DADDR
+    import ipaddress
+    try:
+        cidrs = [str(ipaddress.ip_network(c.strip(), strict=False))
+                 for c in addresses.split(",") if c.strip()]
+    except ValueError:
+        cidrs = []
+    if not cidrs or any(":" in c for c in cidrs):
+        raise ValueError(f"invalid --nodeport-addresses {addresses!r}: want primary, all, "
+                         "or IPv4 CIDRs separated by commas")
+    return f"fib daddr type local ip daddr {{ {', '.join(cidrs)} }}"
+
+
+def static_chains(cluster_cidr: str, service_cidr: str,
+                  nodeports: str = NODEPORT_DADDR) -> dict[str, list[str]]:
     """The fixed chains and their rules (base chains first)."""
     return {
         "filter-prerouting": ["ct state new jump firewall-check"],
@@ -97,10 +121,10 @@ def static_chains(cluster_cidr: str, service_cidr: str) -> dict[str, list[str]]:
         "nat-output": ["jump services"],
         "nat-postrouting": ["jump masquerading"],
         "services": [f"ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}",
-                     f"{NODEPORT_DADDR} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"],
+                     f"{nodeports} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}"],
         "service-endpoints-check": [f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}"],
         "nodeport-endpoints-check": [
-            f"{NODEPORT_DADDR} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"],
+            f"{nodeports} meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}"],
         "firewall-check": [f"ip daddr . meta l4proto . th dport vmap @{FIREWALL_IPS}"],
         # after DNAT: what still goes to a service IP is a wrong port or an unallocated IP
         "cluster-ips-check": [f"ip daddr @{CLUSTER_IPS} reject", f"ip daddr {service_cidr} drop"],

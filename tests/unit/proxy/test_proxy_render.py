@@ -1,6 +1,7 @@
 """Rendering of Service ports into nanokube table objects (no kernel involved)."""
 from __future__ import annotations
 
+import pytest
 from proxy_objects import endpoint, service, slice_
 
 from nanokube.node.proxy.model import ProxyModel
@@ -176,3 +177,18 @@ def test_headless_and_external_name_render_nothing():
     assert r.elements == {}
     _, r = render(service("x", "", WEB_PORTS, type="ExternalName", externalName="example.com"))
     assert r.elements == {}
+
+
+def test_nodeport_addresses_like_kube_proxys_flag():
+    from nanokube.node.proxy.render import NODEPORT_DADDR, nodeport_match, static_chains
+    assert nodeport_match("primary") == "ip daddr @nodeport-ips"      # nftables' default
+    assert nodeport_match("all") == NODEPORT_DADDR                      # every local address
+    assert nodeport_match("10.123.0.0/24, 192.168.1.7/32") == \
+        "fib daddr type local ip daddr { 10.123.0.0/24, 192.168.1.7/32 }"
+    for bad in ("", "nonsense", "10.0.0.0/33", "fd00::/64"):
+        with pytest.raises(ValueError):
+            nodeport_match(bad)
+    chains = static_chains("10.244.0.0/16", "10.96.0.0/12", nodeport_match("primary"))
+    assert chains["services"][1] == ("ip daddr @nodeport-ips meta l4proto . th dport "
+                                     "vmap @service-nodeports")
+    assert chains["nodeport-endpoints-check"][0].startswith("ip daddr @nodeport-ips ")
