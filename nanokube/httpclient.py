@@ -134,8 +134,10 @@ class Session:
         if parts.query:
             target += "?" + parts.query
         body = data.encode() if isinstance(data, str) else (data or b"")
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
-        for name, value in {**self._headers, **(headers or {})}.items():
+        # A Host header of the caller's replaces the URL's (a name served at an address)
+        fields = {"Host": parts.netloc, **self._headers, **(headers or {})}
+        lines = [f"{method} {target} HTTP/1.1"]
+        for name, value in fields.items():
             lines.append(f"{name}: {value}")
         if body or method in ("POST", "PUT", "PATCH"):
             lines.append(f"Content-Length: {len(body)}")

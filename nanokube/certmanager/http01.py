@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from nanokube.api.errors import StatusError
 from nanokube.client import Client
+from nanokube.httpclient import Session
 
 log = logging.getLogger("nanokube.certmanager.http01")
 
@@ -108,50 +109,33 @@ async def cleanup(client: Client, ch: Challenge, namespace: str) -> None:
                 log.warning("cleanup of %s %s/%s: %s", plural, namespace, ch.name, e)
 
 
-MAX_ANSWER = 64 * 1024      # a key authorization is well under 1 KB
-
-
 async def self_check(client: Client, ch: Challenge, namespace: str,
                      timeout: float = SELF_CHECK_TIMEOUT) -> None:
-    """Wait until the challenge is served through the Ingress's published address."""
+    """Wait until the challenge is served through the Ingress's published address, asked as
+    the ACME server will ask: that address, with the domain in the Host header."""
     deadline = time.monotonic() + timeout
     last = "the solver Ingress has no address yet"
     path = Client.resource_path("networking.k8s.io", "v1", "ingresses", namespace, ch.name)
-    while time.monotonic() < deadline:
-        ingress = await client.get(path)
-        addresses = ((ingress.get("status") or {}).get("loadBalancer") or {}) \
-            .get("ingress") or []
-        address = next((a.get("ip") for a in addresses if a.get("ip")), None)
-        if address:
-            try:
-                status, body = await _get(address, ch.path, ch.domain)
-                if status == 200 and body.strip() == ch.key:
-                    return
-                last = f"wrong status code '{status}', expected '200'"
-            except (OSError, asyncio.TimeoutError, ValueError) as e:
-                last = f"http://{address}{ch.path}: {e or type(e).__name__}"
-        await asyncio.sleep(0.5)
+    http = Session(None, {}, connect_timeout=3.0)
+    try:
+        while time.monotonic() < deadline:
+            ingress = await client.get(path)
+            addresses = ((ingress.get("status") or {}).get("loadBalancer") or {}) \
+                .get("ingress") or []
+            address = next((a.get("ip") for a in addresses if a.get("ip")), None)
+            if address:
+                url = f"http://{address}{ch.path}"
+                try:
+                    async with await asyncio.wait_for(http.request(
+                            "GET", url, headers={"Host": ch.domain}), 3.0) as resp:
+                        body = (await asyncio.wait_for(resp.read(), 3.0)).decode(
+                            errors="replace")
+                    if resp.status == 200 and body.strip() == ch.key:
+                        return
+                    last = f"wrong status code '{resp.status}', expected '200'"
+                except (OSError, asyncio.TimeoutError) as e:
+                    last = f"{url}: {e or type(e).__name__}"
+            await asyncio.sleep(0.5)
+    finally:
+        await http.close()
     raise TimeoutError(f"self check of {ch.domain}{ch.path} failed: {last}")
-
-
-async def _get(address: str, path: str, host: str, timeout: float = 3.0) -> tuple[int, str]:
-    """GET http://address/path with `Host: host`, as the ACME server will (one connection,
-    closed after the answer; the solver answers with a Content-Length, never chunked)."""
-    async def exchange() -> bytes:
-        reader, writer = await asyncio.open_connection(address, 80)
-        try:
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-                         "Connection: close\r\n\r\n".encode())
-            await writer.drain()
-            answer = b""
-            while len(answer) < MAX_ANSWER:       # until the server closes
-                part = await reader.read(MAX_ANSWER - len(answer))
-                if not part:
-                    break
-                answer += part
-            return answer
-        finally:
-            writer.close()
-    answer = await asyncio.wait_for(exchange(), timeout)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), body.decode(errors="replace")

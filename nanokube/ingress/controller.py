@@ -31,6 +31,7 @@ from typing import Callable
 from nanokube.client import Client
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import Informer, InformerFactory, object_key
+from nanokube.httpclient import Session
 from nanokube.ingress.nginx import DRAIN_PATH
 
 log = logging.getLogger("nanokube.ingress")
@@ -60,6 +61,7 @@ class Nginx:
         self.runtime_dir = runtime_dir
         self.binary = binary
         self.proc: asyncio.subprocess.Process | None = None
+        self._http: Session | None = None      # to the status port, kept alive
 
     @property
     def conf_path(self) -> str:
@@ -113,28 +115,20 @@ class Nginx:
         """POST to NGINX's Lua endpoint; the body of a 201 answer, else None."""
         if not self.running:
             return None
-        body = document.encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n").encode()
-        writer = None
+        if self._http is None:
+            self._http = Session(None, {"Content-Type": "application/json"},
+                                 connect_timeout=timeout)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", port), timeout)
-            writer.write(head + body)
-            await writer.drain()
-            answer = await asyncio.wait_for(reader.read(), timeout)   # Connection: close
+            async with await asyncio.wait_for(self._http.request(
+                    "POST", f"http://127.0.0.1:{port}{path}", data=document), timeout) as resp:
+                answer = (await asyncio.wait_for(resp.read(), timeout)).decode(errors="replace")
         except (OSError, asyncio.TimeoutError) as e:
-            log.warning("posting %s to nginx: %s", path, e)
+            log.warning("posting %s to nginx: %s", path, e or type(e).__name__)
             return None
-        finally:
-            if writer is not None:
-                writer.close()
-        status, _, rest = answer.partition(b"\r\n")
-        if status.split(b" ")[1:2] != [b"201"]:
-            log.warning("nginx refused %s: %s", path, status.decode(errors="replace").strip())
+        if resp.status != 201:
+            log.warning("nginx refused %s: %d %s", path, resp.status, answer.strip()[:200])
             return None
-        return rest.partition(b"\r\n\r\n")[2].decode(errors="replace")
+        return answer
 
     def reload(self) -> bool:
         if not self.running:
@@ -145,6 +139,9 @@ class Nginx:
     async def stop(self, timeout: float = 2.0) -> None:
         """SIGQUIT (workers finish their requests), then SIGTERM (fast shutdown: the master
         still ends its workers), then SIGKILL. Short, as the pod's killer may not wait long."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         for sig, wait in ((signal.SIGQUIT, timeout), (signal.SIGTERM, 1.0),
                           (signal.SIGKILL, 5.0)):
             if not self.running:
