@@ -21,6 +21,7 @@ import math
 from datetime import datetime, timezone
 
 from nanokube.api import errors as E
+from nanokube.apitime import parse_datetime
 
 log = logging.getLogger("nanokube.endpointreconciler")
 
@@ -38,19 +39,10 @@ def _micro_time(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_time(text: str) -> datetime | None:
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
-        except (TypeError, ValueError):
-            continue
-    return None
-
-
 def expired(lease: dict, now: datetime) -> bool:
     """Whether the record was last renewed longer ago than its duration."""
     spec = lease.get("spec") or {}
-    renewed = _parse_time(spec.get("renewTime") or "")
+    renewed = parse_datetime(spec.get("renewTime"))
     if renewed is None:
         return True
     return (now - renewed).total_seconds() > float(spec.get("leaseDurationSeconds") or 0)

@@ -15,15 +15,12 @@ import uuid
 from typing import AsyncIterator, Callable
 
 from nanokube.api import errors as E
+from nanokube.apitime import now_rfc3339
 from nanokube.registry.base import Strategy
 from nanokube.store import (CompactedError, ConflictError, KeyExistsError, KeyValue,
                             NotFoundError, Store)
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"   # as utilrand.String: no vowels, no 0/1/3
-
-
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def encode(obj: dict) -> bytes:

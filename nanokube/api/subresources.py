@@ -10,7 +10,8 @@ import aiohttp
 from aiohttp import web
 
 from nanokube.api import errors as E
-from nanokube.api.storage import ResourceStorage, now_rfc3339
+from nanokube.api.storage import ResourceStorage
+from nanokube.apitime import now_rfc3339
 
 KUBELET_PORT = 10250
 SCALABLE = {("apps", "deployments"), ("apps", "replicasets")}

@@ -4,14 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-
-def parse_time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+from nanokube.apitime import parse_datetime
 
 
 def human_duration(seconds: float) -> str:
@@ -47,7 +40,7 @@ def human_duration(seconds: float) -> str:
 
 
 def since(timestamp: str | None) -> str:
-    t = parse_time(timestamp)
+    t = parse_datetime(timestamp)
     if t is None:
         return "<unknown>"
     return human_duration((dt.datetime.now(dt.timezone.utc) - t).total_seconds())

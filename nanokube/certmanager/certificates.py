@@ -20,6 +20,7 @@ import base64
 import datetime as dt
 import logging
 
+from nanokube.apitime import now_rfc3339
 from nanokube.certmanager import conditions, pki
 from nanokube.certmanager.issuers import Backend, IssuerError, issuer_type, secret_bytes
 from nanokube.certmanager.names import (ALT_NAMES_ANNOTATION, CERTIFICATE_NAME_ANNOTATION,
@@ -28,7 +29,7 @@ from nanokube.certmanager.names import (ALT_NAMES_ANNOTATION, CERTIFICATE_NAME_A
 from nanokube.client import Client
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import Controller, now_rfc3339
+from nanokube.controllers.manager import Controller
 
 log = logging.getLogger("nanokube.certmanager.certificates")
 

@@ -2,7 +2,7 @@
 lastTransitionTime changes only when the status does."""
 from __future__ import annotations
 
-from nanokube.controllers.manager import now_rfc3339
+from nanokube.apitime import now_rfc3339
 
 
 def get(obj: dict, type_: str) -> dict | None:

@@ -7,7 +7,8 @@ import sys
 import unicodedata
 
 from nanokube.api.errors import StatusError
-from nanokube.api.tables import parse_time, since
+from nanokube.api.tables import since
+from nanokube.apitime import parse_datetime
 from nanokube.cli.apply import LAST_APPLIED
 from nanokube.cli.printers import go_sprint, go_tabwriter
 
@@ -106,7 +107,7 @@ def describe_events(w: PrefixWriter, events: dict | None) -> None:
     if not items:
         w.write(0, "Events:\t<none>\n")
         return
-    items = sorted(items, key=lambda e: parse_time(e.get("lastTimestamp")) or _EPOCH)
+    items = sorted(items, key=lambda e: parse_datetime(e.get("lastTimestamp")) or _EPOCH)
     w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
     w.write(1, "----\t------\t----\t----\t-------\n")
     for e in items:

@@ -14,9 +14,10 @@ import math
 import time
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import now_rfc3339, parse_time
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
-                                          now_rfc3339, owner_reference, parse_time)
+                                          owner_reference)
 
 log = logging.getLogger("nanokube.deployment")
 

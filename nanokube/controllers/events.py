@@ -11,8 +11,8 @@ import logging
 import time
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
-from nanokube.controllers.manager import now_rfc3339
 
 log = logging.getLogger("nanokube.events")
 

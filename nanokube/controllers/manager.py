@@ -11,9 +11,9 @@ import asyncio
 import logging
 import os
 import time
-from datetime import datetime, timezone
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import parse_time
 from nanokube.client import APIConnectionError, Client
 from nanokube.controllers.informer import InformerFactory
 from nanokube.controllers.workqueue import WorkQueue
@@ -71,20 +71,6 @@ class Controller:
 
 
 # ---- helpers shared by controllers (controller_utils.go) -----------------------------------------
-
-def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> float | None:
-    """An RFC 3339 time (Time or MicroTime) as a Unix timestamp."""
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
 
 def controller_ref(obj: dict) -> dict | None:
     for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 
+from nanokube.apitime import now_rfc3339, parse_time
 from nanokube.client import STRATEGIC_MERGE_PATCH
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import Controller, get_condition, now_rfc3339, parse_time
+from nanokube.controllers.manager import Controller, get_condition
 
 log = logging.getLogger("nanokube.nodelifecycle")
 

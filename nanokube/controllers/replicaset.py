@@ -13,10 +13,11 @@ import logging
 import time
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import parse_time
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
                                           is_pod_active, is_pod_available, is_pod_ready,
-                                          owner_reference, parse_time)
+                                          owner_reference)
 
 log = logging.getLogger("nanokube.replicaset")
 

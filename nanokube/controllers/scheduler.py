@@ -13,10 +13,11 @@ import logging
 from collections import Counter
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import now_rfc3339
 from nanokube.client import STRATEGIC_MERGE_PATCH
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
-                                          is_pod_terminal, now_rfc3339)
+                                          is_pod_terminal)
 
 log = logging.getLogger("nanokube.scheduler")
 

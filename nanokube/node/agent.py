@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
 from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
@@ -31,7 +32,7 @@ from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_st
                                     read_text, routes_to_others)
 from nanokube.node.podworker import NodeContext, PodWorker
 from nanokube.node.serviceproxy import ServiceProxy
-from nanokube.node.status import now_rfc3339
+
 
 log = logging.getLogger("nanokube.node.agent")
 

@@ -39,10 +39,10 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Iterable
 
 from nanokube.api.selectors import from_label_selector_object
+from nanokube.apitime import parse_time
 from nanokube.cloudprovider import is_our_class
 from nanokube.controllers.informer import Informer
 
@@ -122,18 +122,9 @@ def elect(candidates: Iterable[str], ip: str) -> str | None:
     return ordered[0] if ordered else None
 
 
-def _parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def lease_fresh(lease: dict, now: float, grace: float = LEASE_GRACE) -> bool:
     spec = lease.get("spec") or {}
-    renewed = _parse_time(spec.get("renewTime"))
+    renewed = parse_time(spec.get("renewTime"))
     if renewed is None:
         return False
     duration = float(spec.get("leaseDurationSeconds") or 40)

@@ -7,11 +7,12 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from nanokube.apitime import now_rfc3339
 from nanokube.node import runtime
 from nanokube.node.backoff import BackOff, should_restart
 from nanokube.node.envvars import EnvError
 from nanokube.node.probes import Prober, ProbeWorker
-from nanokube.node.status import ContainerState, now_rfc3339, terminated_state
+from nanokube.node.status import ContainerState, terminated_state
 
 if TYPE_CHECKING:
     from nanokube.node.podworker import PodWorker

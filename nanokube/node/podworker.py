@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nanokube.api.errors import StatusError
+from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
 from nanokube.node import runtime
 from nanokube.node.container import ContainerRunner
 from nanokube.node.envvars import container_env, expand_argv
 from nanokube.node.podfiles import hosts_file, pod_hostname, resolv_conf
-from nanokube.node.status import ContainerState, now_rfc3339, pod_status, terminated_state
+from nanokube.node.status import ContainerState, pod_status, terminated_state
 
 log = logging.getLogger("nanokube.node.pod")
 

@@ -1,13 +1,10 @@
 """Pod status as the kubelet computes it from what its containers do (generateAPIPodStatus)."""
 from __future__ import annotations
 
-import datetime
 import hashlib
 from dataclasses import dataclass, field
 
-
-def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+from nanokube.apitime import now_rfc3339
 
 
 def image_id(image: str) -> str:

@@ -409,11 +409,11 @@ def _is_restartable_init(c: dict | None) -> bool:
 
 def _later(a: str, b: str | None) -> str:
     """The later of two RFC 3339 timestamps ("" is the zero time)."""
-    from nanokube.api.tables import parse_time
-    tb = parse_time(b)
+    from nanokube.apitime import parse_datetime
+    tb = parse_datetime(b)
     if tb is None:
         return a
-    ta = parse_time(a)
+    ta = parse_datetime(a)
     return b if ta is None or tb > ta else a
 
 
