@@ -64,8 +64,7 @@ class RecordingNft:
         await self.inner.run(tx)
 
     def close(self) -> None:
-        if hasattr(self.inner, "close"):
-            self.inner.close()
+        self.inner.close()
 
 
 def nft_file(text: str) -> float:

@@ -145,13 +145,21 @@ def _is_ip(text: str) -> bool:
 MASQ_TABLE = "nanokube-cni"
 
 
+_libnft = None      # one libnftables context for the agent's CNI (proxy/libnft.py says why)
+
+
 async def _nft(script: str) -> None:
-    """One nft script in the caller's network namespace (the node's: the agent runs there)."""
-    proc = await asyncio.create_subprocess_exec(
-        "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _, err = await proc.communicate(script.encode())
-    if proc.returncode != 0:
-        raise CNIError(f"nft: {err.decode().strip()}")
+    """One nft script in the caller's network namespace (the node's: the agent runs there),
+    through libnftables: no process per pod, and no wait on exit after a deleted element."""
+    global _libnft
+    from nanokube.node.proxy.libnft import LibNft
+    from nanokube.node.proxy.nft import NftError
+    if _libnft is None:
+        _libnft = LibNft()
+    try:
+        await _libnft.run_script(script)
+    except NftError as e:
+        raise CNIError(f"nft: {e}") from None
 
 
 class PodNetwork:

@@ -66,7 +66,10 @@ class LibNft:
             raise NftError(err.decode(errors="replace").strip()[:4000] or "nft failed")
 
     async def run(self, tx: Transaction) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.run_text, tx.text())
+        await self.run_script(tx.text())
+
+    async def run_script(self, text: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.run_text, text)
 
     def close(self) -> None:
         if self._ctx:

@@ -121,6 +121,9 @@ class NftCli:
         if proc.returncode != 0:
             raise NftError(err.decode(errors="replace").strip()[:4000])
 
+    def close(self) -> None:
+        """Nothing held between transactions (LibNft holds a context)."""
+
 
 _REF = re.compile(r"\b(?:goto|jump) ([\w./:-]+)")
 _MAP_REF = re.compile(r"@([\w./:-]+)")
@@ -150,6 +153,9 @@ class FakeNft:
             self._restore(snapshot)  # a failed transaction changes nothing
             raise
         self.transactions.append(tx)
+
+    def close(self) -> None:
+        pass
 
     @property
     def last(self) -> Transaction:

@@ -140,8 +140,7 @@ class NftProxier:
             self._task = None
         if self.health:
             await self.health.close()
-        if hasattr(self.nft, "close"):
-            self.nft.close()
+        self.nft.close()
 
     def on_service(self, event_type: str, svc: dict) -> None:
         self._mark_dirty(self.model.update_service(event_type, svc))
