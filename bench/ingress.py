@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+import harness  # noqa: E402 - the tests' own helpers (wait_for)
 NS = "ingress-nginx"
 HOST = "bench.example.com"
 
@@ -243,13 +245,7 @@ class Bench:
 
 
 def wait_for(what: str, check, timeout: float = 60, interval: float = 0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise RuntimeError(f"timed out waiting for {what}")
+    return harness.wait_for(what, check, timeout, interval)
 
 
 def free_port(b: Bench, node: str, ip: str) -> int:

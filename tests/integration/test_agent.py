@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, ApiServerProcess, free_port
+from harness import ROOT, ApiServerProcess, free_port, stop_process
 from nanokube.api.errors import StatusError
 from nanokube.client import Client
 
@@ -83,13 +83,7 @@ class Agent:
                                      stderr=subprocess.STDOUT, cwd=ROOT)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from harness import ROOT, require_kubectl
+import harness
+from harness import ROOT, require_kubectl, stop_process
 
 kubernetes = pytest.importorskip("kubernetes")
 
@@ -60,14 +60,7 @@ class ControllerManager:
         return self
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
 
 @pytest.fixture
@@ -81,14 +74,7 @@ def manager(apiserver, tmp_path):
 
 
 def wait_for(what, check, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return harness.wait_for(what, check, timeout, interval=0.02)
 
 
 def test_load_balancer_services(apiserver, manager, kubectl, k8s_client):
