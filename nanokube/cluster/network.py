@@ -37,6 +37,14 @@ NODE_SYSCTLS = {
     "net.ipv4.ip_forward": "1",
     "net.ipv4.conf.all.rp_filter": "0",
     "net.ipv4.conf.default.rp_filter": "0",
+    # A NodePort whose endpoint is on another node leaves by the LAN link it came in on; the
+    # kernel would answer each such packet with an ICMP redirect pointing the client at the
+    # other node for the (DNATed) pod address, a hint the client must not use, and would check
+    # the source route of every packet to decide so (bench/dataplane.py: half a percent of the
+    # path's CPU). Any interface (`all`) or the link itself turns redirects on.
+    "net.ipv4.conf.all.send_redirects": "0",
+    "net.ipv4.conf.default.send_redirects": "0",
+    "net.ipv4.conf.eth0.send_redirects": "0",
 }
 
 

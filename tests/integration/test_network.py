@@ -168,8 +168,10 @@ def test_two_node_pod_network(cluster_name, tmp_path):
 
         # Inside each node: the sysctls are set there, and nowhere else.
         sysctls = in_netns(net.nodes[0].netns, ["sysctl", "-n", "net.ipv4.ip_forward",
-                                                "net.ipv4.conf.all.rp_filter"]).split()
-        assert sysctls == ["1", "0"]
+                                                "net.ipv4.conf.all.rp_filter",
+                                                "net.ipv4.conf.all.send_redirects",
+                                                "net.ipv4.conf.eth0.send_redirects"]).split()
+        assert sysctls == ["1", "0", "0", "0"]
         outside_routes = subprocess.run(["ip", "-n", net.outside_netns, "-4", "route"],
                                         capture_output=True, text=True, check=True).stdout
         assert [r.split() for r in outside_routes.strip().splitlines()] == [

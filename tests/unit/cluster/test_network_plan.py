@@ -107,3 +107,5 @@ def test_node_sysctls_are_set_inside_the_node():
     argv = network._sysctl_argv("nk-a-node-1")
     assert argv[:3] == ["nsenter", "--net=/run/netns/nk-a-node-1", "--"]
     assert "net.ipv4.ip_forward=1" in argv and "net.ipv4.conf.all.rp_filter=0" in argv
+    # no ICMP redirects for NodePort traffic that leaves by the link it came in on
+    assert {"net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"} <= set(argv)
