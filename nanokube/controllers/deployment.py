@@ -15,12 +15,14 @@ import time
 
 from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339, parse_time
+from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
                                           owner_reference)
 
 log = logging.getLogger("nanokube.deployment")
 
+COMPONENT = "deployment-controller"
 REVISION = "deployment.kubernetes.io/revision"
 DESIRED_REPLICAS = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
@@ -302,6 +304,13 @@ def new_replica_set(d: dict, old_rss: list[dict], revision: int) -> dict:
     return rs
 
 
+def scaling_message(rs_name: str, before: int, after: int) -> str:
+    """The deployment controller's ScalingReplicaSet message (since Kubernetes 1.26 it names
+    the size before, too)."""
+    direction = "up" if after > before else "down"
+    return f"Scaled {direction} replica set {rs_name} from {before} to {after}"
+
+
 # ---- status ---------------------------------------------------------------------------------------
 
 def _condition(kind: str, status: str, reason: str, message: str, now: str) -> dict:
@@ -426,6 +435,7 @@ class DeploymentController(Controller):
         self.deployments = informers.informer("apps", "v1", "deployments")
         self.rss = informers.informer("apps", "v1", "replicasets")
         self.pods = informers.pods()
+        self.recorder = EventRecorder(client, COMPONENT)
         self.deployments.add_handler(lambda old, new: self.enqueue(object_key(new or old)))
         self.rss.add_handler(self._on_rs)
         self.pods.add_handler(self._on_pod)
@@ -510,6 +520,9 @@ class DeploymentController(Controller):
             created = await self.client.create(self._rs_path(ns), rs)
         except StatusError as e:
             if e.code != 409:
+                self.recorder.record(d, WARNING, "ReplicaSetCreateError",
+                                     f'Failed to create new replica set "{rs["metadata"]["name"]}"'
+                                     f": {e}")
                 raise
             existing = self.rss.get(f"{ns}/{rs['metadata']['name']}")
             if existing is not None and \
@@ -522,6 +535,10 @@ class DeploymentController(Controller):
             await self._write_status(d, status)
             raise
         self.rss.write_through(created)
+        if _replicas_of(created):
+            self.recorder.record(d, NORMAL, "ScalingReplicaSet",
+                                 scaling_message(created["metadata"]["name"], 0,
+                                                 _replicas_of(created)))
         log.info("deployment %s: created replicaset %s (%d replicas)", object_key(d),
                  created["metadata"]["name"], _replicas_of(created))
         return created
@@ -548,10 +565,14 @@ class DeploymentController(Controller):
         annotations = {DESIRED_REPLICAS: str(_replicas_of(d)),
                        MAX_REPLICAS: str(_replicas_of(d) + max_surge(d))}
         for name, replicas in sizes.items():
+            before = _replicas_of(self.rss.get(f"{ns}/{name}"))
             updated = await self.client.patch(self._rs_path(ns, name),
                                               {"metadata": {"annotations": annotations},
                                                "spec": {"replicas": replicas}})
             self.rss.write_through(updated)
+            if before != replicas:
+                self.recorder.record(d, NORMAL, "ScalingReplicaSet",
+                                     scaling_message(name, before, replicas))
             log.info("deployment %s: scaled replicaset %s to %d", object_key(d), name, replicas)
 
     async def _cleanup(self, d: dict, olds: list[dict]) -> None:

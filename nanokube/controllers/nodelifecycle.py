@@ -13,11 +13,13 @@ import time
 
 from nanokube.apitime import now_rfc3339, parse_time
 from nanokube.client import STRATEGIC_MERGE_PATCH
+from nanokube.controllers.events import NORMAL, EventRecorder
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import Controller, get_condition
 
 log = logging.getLogger("nanokube.nodelifecycle")
 
+COMPONENT = "node-controller"
 LEASE_NAMESPACE = "kube-node-lease"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -95,9 +97,29 @@ class NodeLifecycleController(Controller):
         self.pods = informers.pods()
         self.leases = informers.informer("coordination.k8s.io", "v1", "leases",
                                          LEASE_NAMESPACE)
-        self.nodes.add_handler(lambda old, new: self.enqueue(object_key(new or old)))
+        self.recorder = EventRecorder(client, COMPONENT)
+        self._ready: dict[str, str] = {}      # node -> the Ready status seen last
+        self.nodes.add_handler(self._on_node)
         self.leases.add_handler(lambda old, new: self.enqueue((new or old)["metadata"]["name"]))
         self.pods.add_handler(self._on_pod)
+
+    def _on_node(self, old: dict | None, new: dict | None) -> None:
+        if old is None and new is not None:
+            name = new["metadata"]["name"]
+            self.recorder.record(new, NORMAL, "RegisteredNode",
+                                 f"Node {name} event: Registered Node {name} in Controller")
+        if new is None:
+            self._ready.pop(old["metadata"]["name"], None)
+        self.enqueue(object_key(new or old))
+
+    def _note_readiness(self, node: dict) -> None:
+        """RecordNodeStatusChange when the node leaves Ready (whoever said so)."""
+        name = node["metadata"]["name"]
+        status = (get_condition(node, "Ready") or {}).get("status", "Unknown")
+        if self._ready.get(name) == "True" and status != "True":
+            self.recorder.record(node, NORMAL, "NodeNotReady",
+                                 f"Node {name} status is now: NodeNotReady")
+        self._ready[name] = status
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         """A pod that turns Ready on a node that is down must be marked again."""
@@ -122,6 +144,7 @@ class NodeLifecycleController(Controller):
                 node = await self.client.patch(f"{path}/status",
                                                {"status": {"conditions": conditions}})
                 self.nodes.write_through(node)
+        self._note_readiness(node)
         taints = wanted_taints(node, stale)
         if not _same_taints(taints, (node.get("spec") or {}).get("taints") or []):
             node = await self.client.patch(path, {"spec": {"taints": taints or None}})

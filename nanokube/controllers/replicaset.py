@@ -14,6 +14,7 @@ import time
 
 from nanokube.api.errors import StatusError
 from nanokube.apitime import parse_time
+from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
                                           is_pod_active, is_pod_available, is_pod_ready,
@@ -21,6 +22,7 @@ from nanokube.controllers.manager import (Controller, controller_ref, get_condit
 
 log = logging.getLogger("nanokube.replicaset")
 
+COMPONENT = "replicaset-controller"
 BURST_REPLICAS = 500          # at most this many creations or deletions per sync
 EXPECTATIONS_TTL = 60.0       # forget expectations that were never observed (a lost event)
 
@@ -127,6 +129,7 @@ class ReplicaSetController(Controller):
         self.rss = informers.informer("apps", "v1", "replicasets")
         self.pods = informers.pods()
         self.expectations = Expectations()
+        self.recorder = EventRecorder(client, COMPONENT)
         self.rss.add_handler(self._on_rs)
         self.pods.add_handler(self._on_pod)
 
@@ -196,6 +199,7 @@ class ReplicaSetController(Controller):
             results = await asyncio.gather(*(self.client.create(path, body)
                                               for _ in range(count)), return_exceptions=True)
             log.info("replicaset %s: created %d pods", key, count)
+            self._record_creations(rs, results)
             await self._settle(key, results, self.expectations.creation_observed)
         elif diff > 0:
             victims = pods_to_delete(pods, min(diff, BURST_REPLICAS))
@@ -204,7 +208,26 @@ class ReplicaSetController(Controller):
                 "", "v1", "pods", ns, p["metadata"]["name"])) for p in victims),
                 return_exceptions=True)
             log.info("replicaset %s: deleted %d pods", key, len(victims))
+            self._record_deletions(rs, victims, results)
             await self._settle(key, results, self.expectations.deletion_observed)
+
+    def _record_creations(self, rs: dict, results: list) -> None:
+        """RealPodControl's Events: one per pod created, or per failed creation."""
+        for r in results:
+            if isinstance(r, BaseException):
+                self.recorder.record(rs, WARNING, "FailedCreate", f"Error creating: {r}")
+            else:
+                self.recorder.record(rs, NORMAL, "SuccessfulCreate",
+                                     f"Created pod: {r['metadata']['name']}")
+
+    def _record_deletions(self, rs: dict, victims: list[dict], results: list) -> None:
+        """A pod already gone is no failure worth an Event."""
+        for pod, r in zip(victims, results):
+            name = pod["metadata"]["name"]
+            if not isinstance(r, BaseException):
+                self.recorder.record(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {name}")
+            elif not (isinstance(r, StatusError) and r.code == 404):
+                self.recorder.record(rs, WARNING, "FailedDelete", f"Error deleting: {r}")
 
     @staticmethod
     async def _settle(key: str, results: list, observed) -> None:

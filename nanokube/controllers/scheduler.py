@@ -15,6 +15,7 @@ from collections import Counter
 from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339
 from nanokube.client import STRATEGIC_MERGE_PATCH
+from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
                                           is_pod_terminal)
@@ -155,6 +156,7 @@ class Scheduler(Controller):
         self.nodes = informers.nodes()
         self.assumed: dict[str, str] = {}      # pod key -> node, bound but not yet in the cache
         self.unschedulable: set[str] = set()
+        self.recorder = EventRecorder(client, DEFAULT_SCHEDULER)
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
 
@@ -164,7 +166,10 @@ class Scheduler(Controller):
             self.assumed.pop(key, None)
             self.unschedulable.discard(key)
         elif not (new.get("spec") or {}).get("nodeName"):
-            self.enqueue(object_key(new))
+            # a change of status only (our own PodScheduled=False) is no reason to try again
+            if old is None or old.get("spec") != new.get("spec") or \
+                    old["metadata"].get("labels") != new["metadata"].get("labels"):
+                self.enqueue(object_key(new))
         else:
             self.assumed.pop(object_key(new), None)
 
@@ -198,6 +203,8 @@ class Scheduler(Controller):
         node, message = choose_node(pod, self.nodes.list(), self._placed())
         if node is None:
             self.unschedulable.add(key)
+            # every failed attempt is an Event (repeats add up in its count)
+            self.recorder.record(pod, WARNING, "FailedScheduling", message)
             await self._mark_unschedulable(pod, message)
             return RETRY_UNSCHEDULABLE
         self.unschedulable.discard(key)
@@ -218,6 +225,8 @@ class Scheduler(Controller):
             if e.code == 409:      # already bound by someone else: nothing left to do
                 return
             raise
+        self.recorder.record(pod, NORMAL, "Scheduled",
+                             f"Successfully assigned {ns}/{name} to {node}")
         log.info("bound %s/%s to %s", ns, name, node)
 
     async def _mark_unschedulable(self, pod: dict, message: str) -> None:

@@ -24,8 +24,10 @@ from typing import Any, Callable
 from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
+from nanokube.controllers.events import NORMAL, EventRecorder, node_reference
 from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
+from nanokube.node import kubeletevents
 from nanokube.node.announcer import Announcer
 from nanokube.node.logserver import ContainerLog, LogServer
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
@@ -62,6 +64,8 @@ class NodeAgent:
         self.ctx = NodeContext(client, node_name, node_ip, self.state_dir, cluster_dns,
                                cluster_domain, network, self.services.list, container_argv,
                                read_text("/etc/resolv.conf"))
+        self.recorder = EventRecorder(client, kubeletevents.COMPONENT, host=node_name)
+        self.ctx.recorder = self.recorder
         self.workers: dict[str, PodWorker] = {}
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
@@ -82,6 +86,8 @@ class NodeAgent:
     # ---- the whole agent ---------------------------------------------------------------------
     async def run(self) -> None:
         (self.state_dir / "pods").mkdir(parents=True, exist_ok=True)
+        self.recorder.record(node_reference(self.node_name), NORMAL, "Starting",
+                             "Starting kubelet.")
         await self.register_node()
         self.nodes.add_handler(self._on_node)
         self.pods.add_handler(self._on_pod)
@@ -119,6 +125,7 @@ class NodeAgent:
                 try:
                     node = await self.client.create(
                         Client.resource_path("", "v1", "nodes"), body)
+                    self._record_node_status(None, body["status"]["conditions"])
                 except StatusError as e:
                     if e.code != 409:
                         raise
@@ -138,6 +145,12 @@ class NodeAgent:
             .get("conditions")
         status = node_status(self.node_ip, self.node_name, now_rfc3339(), previous)
         await self.client.patch(self._node_path("status"), {"status": status})
+        self._record_node_status(previous, status["conditions"])
+
+    def _record_node_status(self, previous: list[dict] | None, current: list[dict]) -> None:
+        for type_, reason, message in kubeletevents.node_status_events(self.node_name,
+                                                                       previous, current):
+            self.recorder.record(node_reference(self.node_name), type_, reason, message)
 
     async def node_status_loop(self) -> None:
         """Report the Node's status every 5 minutes, and at once when someone else (the node

@@ -7,6 +7,7 @@ batches changes that happen together into one patch.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -18,10 +19,12 @@ from typing import Any, Callable
 from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
-from nanokube.node import runtime
+from nanokube.controllers.events import EventRecorder, container_field_path
+from nanokube.node import kubeletevents, runtime
 from nanokube.node.container import ContainerRunner
 from nanokube.node.envvars import container_env, expand_argv
 from nanokube.node.podfiles import hosts_file, pod_hostname, resolv_conf
+from nanokube.node.probes import probe_events
 from nanokube.node.status import ContainerState, pod_status, terminated_state
 
 log = logging.getLogger("nanokube.node.pod")
@@ -45,6 +48,7 @@ class NodeContext:
     # sandboxes made at once: more only makes every `ip` process wait on the others
     # (measured with 100 pods: 3-4 at once is best, 16 takes twice as long)
     sandbox_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    recorder: EventRecorder | None = None          # the kubelet's Events (none in some tests)
 
 
 def pod_dir(state_dir: Path, uid: str) -> Path:
@@ -86,6 +90,8 @@ class PodWorker:
         self._on_done = on_done
         self._supervisors: list[asyncio.Task] = []
         self.task: asyncio.Task | None = None
+        # container -> the state object its last Events were about (see kubeletevents)
+        self._seen_states = {c.name: c.state for c in self.containers}
 
     # ---- what the agent tells the worker --------------------------------------------------------
     def start(self) -> None:
@@ -103,7 +109,27 @@ class PodWorker:
         self._terminate.set()
 
     def changed(self) -> None:
+        self._record_container_events()
         self._changed.set()
+
+    # ---- Events ------------------------------------------------------------------------------------
+    def record_event(self, type_: str, reason: str, message: str, field_path: str = "") -> None:
+        if self.ctx.recorder is not None:
+            ref = {"kind": "Pod", "apiVersion": "v1", "metadata": self.pod["metadata"]}
+            self.ctx.recorder.record(ref, type_, reason, message, field_path)
+
+    def _record_container_events(self) -> None:
+        for c in self.containers:
+            for type_, reason, message in kubeletevents.container_events(
+                    self.pod, self._seen_states.get(c.name), c):
+                self.record_event(type_, reason, message, container_field_path(c.name))
+            self._seen_states[c.name] = c.state
+
+    def _container_context(self, container: str) -> contextvars.Context:
+        """The context a container's tasks run in: its probes report their Events here."""
+        context = contextvars.copy_context()
+        context.run(probe_events.set, kubeletevents.ProbeEvents(container, self.record_event))
+        return context
 
     # ---- pieces the container runners use ------------------------------------------------------
     @property
@@ -199,6 +225,8 @@ class PodWorker:
                 self._have_sandbox = True
             except Exception as e:
                 log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, e)
+                self.record_event(kubeletevents.WARNING, "FailedCreatePodSandBox",
+                                  f"Failed to create pod sandbox: {e}")
                 for c in self.containers:
                     c.state = {"waiting": {"reason": "ContainerCreating"}}
                 try:
@@ -274,19 +302,26 @@ class PodWorker:
             self.runners[spec["name"]] = runner
             proc = adopted.get(spec["name"])
             if proc is not None and runtime.is_alive(proc.pid, proc.start_ticks):
-                runner.adopt(proc)
+                self._container_context(runner.name).run(runner.adopt, proc)
+                self._seen_states[runner.name] = state.state     # started by an earlier agent
                 continue
             if proc is not None:      # it ended while no agent was watching: a restart
                 state.restart_count = proc.restart_count + 1
                 state.last_state = terminated_state(None, proc.started_at, now_rfc3339(),
                                                     proc.pid)
-            runner.start()
+            self._container_context(runner.name).run(runner.start)
         self.save_state()
-        self._supervisors = [asyncio.create_task(r.supervise()) for r in self.runners.values()]
+        self._supervisors = [asyncio.create_task(r.supervise(),
+                                                 context=self._container_context(r.name))
+                             for r in self.runners.values()]
         self.changed()
 
     async def _stop_containers(self, grace: float) -> None:
         runners = list(self.runners.values())
+        for r in runners:
+            if r.proc is not None:
+                type_, reason, message = kubeletevents.killing(r.name)
+                self.record_event(type_, reason, message, container_field_path(r.name))
         await asyncio.gather(*(r.stop(grace) for r in runners), return_exceptions=True)
         # the supervisors notice the exits; give them a moment to record the final states
         for _ in range(50):

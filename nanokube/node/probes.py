@@ -4,17 +4,25 @@ One check is an httpGet, a tcpSocket or an exec; a `ProbeWorker` repeats it ever
 periodSeconds after initialDelaySeconds and turns the single answers into a result with
 successThreshold/failureThreshold. httpGet and tcpSocket go to the pod's IP from the node's
 network namespace (where the agent runs); exec runs inside the container's namespaces.
+
+Like the kubelet's prober, a worker reports every failed check as an Event: to the
+`probe_events` of its task's context, which the pod worker sets for each container's tasks
+(a ProbeEvents of nanokube.node.kubeletevents; nothing is reported when none is set).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from typing import Awaitable, Callable
+from contextvars import ContextVar
+from typing import Any, Awaitable, Callable
 
 log = logging.getLogger("nanokube.node.probes")
 
 PROBE_USER_AGENT = "kube-probe/1.32"
+
+probe_events: ContextVar[Any] = ContextVar("probe_events", default=None)
 
 
 def resolve_port(port: int | str, container: dict) -> int:
@@ -27,6 +35,13 @@ def resolve_port(port: int | str, container: dict) -> int:
     if str(port).isdigit():
         return int(port)
     raise ValueError(f"couldn't find port: {port} in container {container.get('name', '')}")
+
+
+def dial_error(host: str, port: int, e: OSError) -> str:
+    """Go's net.Dial error text ("dial tcp 10.244.1.4:8080: connect: connection refused"),
+    which the kubelet's probe output carries."""
+    reason = os.strerror(e.errno).lower() if e.errno else str(e)
+    return f"dial tcp {host}:{port}: connect: {reason}"
 
 
 async def http_get(host: str, port: int, path: str, headers: list[dict],
@@ -63,7 +78,7 @@ async def http_get(host: str, port: int, path: str, headers: list[dict],
         return False, (f'Get "http://{host}:{port}{path}": context deadline exceeded '
                        "(Client.Timeout exceeded while awaiting headers)")
     except OSError as e:
-        return False, f'Get "http://{host}:{port}{path}": {e.strerror or e}'
+        return False, f'Get "http://{host}:{port}{path}": {dial_error(host, port, e)}'
 
 
 async def tcp_socket(host: str, port: int, timeout: float) -> tuple[bool, str]:
@@ -72,7 +87,7 @@ async def tcp_socket(host: str, port: int, timeout: float) -> tuple[bool, str]:
     except asyncio.TimeoutError:
         return False, f"dial tcp {host}:{port}: i/o timeout"
     except OSError as e:
-        return False, f"dial tcp {host}:{port}: connect: {e.strerror or e}"
+        return False, dial_error(host, port, e)
     writer.close()
     return True, ""
 
@@ -188,16 +203,23 @@ class ProbeWorker:
         period = 10.0 if period is None else float(period)
         while True:
             ok, message = await self.check()
+            events = probe_events.get()
             if not ok:
                 log.debug("%s probe failed: %s", self.kind, message)
+                if events is not None:
+                    events.unhealthy(self.kind, message)
             if self.state.observe(ok):
                 self.on_result(self.state.result, message)
             if self.kind == "startup":
                 if self.state.result:
                     return
                 if self.state.failures >= self.state.failure_threshold:
+                    if events is not None:
+                        events.will_restart(self.kind)
                     self.on_result(False, message)      # startup failed: the container is killed
                     return
             if self.kind == "liveness" and not self.state.result:
+                if events is not None:
+                    events.will_restart(self.kind)
                 return        # the container is restarted; a new worker follows it
             await self._sleep(period)
