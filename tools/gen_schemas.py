@@ -59,6 +59,11 @@ KINDS = [
     ("networking.k8s.io", "v1", "V1Ingress", "io.k8s.api.networking.v1"),
     ("networking.k8s.io", "v1", "V1IngressClass", "io.k8s.api.networking.v1"),
 ]
+# Kinds that are only created and answered, never stored or listed (no List kind).
+REVIEW_KINDS = [
+    ("authorization.k8s.io", "v1", "V1SelfSubjectAccessReview", "io.k8s.api.authorization.v1"),
+    ("authorization.k8s.io", "v1", "V1SelfSubjectRulesReview", "io.k8s.api.authorization.v1"),
+]
 # meta/v1 kinds every group version serves (DeleteOptions is the body of DELETE).
 META_KINDS = ["V1Status", "V1DeleteOptions"]
 
@@ -288,8 +293,8 @@ class Generator:
         if required:
             entry["required"] = required
 
-    def add_kind(self, group: str, version: str, cls_name: str) -> None:
-        for cls in (cls_name, cls_name + "List"):
+    def add_kind(self, group: str, version: str, cls_name: str, with_list: bool = True) -> None:
+        for cls in (cls_name, cls_name + "List") if with_list else (cls_name,):
             name = self.type_name(cls)
             self.convert_type(cls)
             kind = short_name(cls)
@@ -303,9 +308,13 @@ class Generator:
             self.assign(cls + "List", package)
         for cls in META_KINDS:
             self.assign(cls, META)
+        for _, _, cls, package in REVIEW_KINDS:
+            self.assign(cls, package)
         for group, version, cls, _ in KINDS:
             self.add_kind(group, version, cls)
-        groups = sorted({(g, v) for g, v, _, _ in KINDS} | {("networking.k8s.io", "v1beta1"),
+        for group, version, cls, _ in REVIEW_KINDS:
+            self.add_kind(group, version, cls, with_list=False)
+        groups = sorted({(g, v) for g, v, _, _ in KINDS + REVIEW_KINDS} | {("networking.k8s.io", "v1beta1"),
                                                            (METALLB_GROUP, METALLB_VERSION),
                                                            (CERT_MANAGER_GROUP, CERT_MANAGER_VERSION)})
         for cls in META_KINDS:

@@ -63,7 +63,7 @@ def resource_list(registry: Registry, group: str, version: str) -> dict | None:
     resources = []
     for s in strategies:
         entry = {"name": s.plural, "singularName": s.singular, "namespaced": s.namespaced,
-                 "kind": s.kind, "verbs": _VERBS, "storageVersionHash": ""}
+                 "kind": s.kind, "verbs": getattr(s, "verbs", _VERBS), "storageVersionHash": ""}
         if s.short_names:
             entry["shortNames"] = list(s.short_names)
         if s.categories:
@@ -100,7 +100,7 @@ def _aggregated_resource(s: Strategy, version: str) -> dict:
     kind = {"group": s.group, "version": version, "kind": s.kind}
     entry = {"resource": s.plural, "responseKind": kind,
              "scope": "Namespaced" if s.namespaced else "Cluster",
-             "singularResource": s.singular, "verbs": _VERBS}
+             "singularResource": s.singular, "verbs": getattr(s, "verbs", _VERBS)}
     if s.short_names:
         entry["shortNames"] = list(s.short_names)
     if s.categories:

@@ -289,6 +289,18 @@ TYPES: dict[str, dict[int, Field]] = {
                          4: _f("expirationSeconds", "int", ptr=True)},
     "BoundObjectReference": {1: _f("kind"), 2: _f("apiVersion"), 3: _f("name"), 4: _f("uid")},
     "TokenRequestStatus": {1: _f("token"), 2: _f("expirationTimestamp", "time")},
+    # --- authorization/v1 (kubectl auth can-i) ---
+    "SelfSubjectAccessReview": {1: _msg("metadata", "ObjectMeta"),
+                                2: _msg("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {
+        1: _msg("resourceAttributes", "ResourceAttributes", ptr=True),
+        2: _msg("nonResourceAttributes", "NonResourceAttributes", ptr=True)},
+    "ResourceAttributes": {1: _f("namespace"), 2: _f("verb"), 3: _f("group"), 4: _f("version"),
+                           5: _f("resource"), 6: _f("subresource"), 7: _f("name")},
+    "NonResourceAttributes": {1: _f("path"), 2: _f("verb")},
+    "SelfSubjectRulesReview": {1: _msg("metadata", "ObjectMeta"),
+                               2: _msg("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: _f("namespace")},
 }
 
 # (apiVersion, kind) -> the table of the top-level message
@@ -301,6 +313,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("apps/v1", "Deployment"): "Deployment",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
 }
 
 

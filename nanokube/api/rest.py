@@ -23,6 +23,7 @@ from nanokube.api.decode import decode_object
 from nanokube.api.exec import exec_
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.tables import table
+from nanokube.registry import authorization
 from nanokube.registry.base import Strategy
 
 MAX_BODY = 3 * 1024 * 1024
@@ -242,6 +243,8 @@ class ApiHandler:
 
     async def _dispatch(self, request, route, s, warnings) -> web.StreamResponse:
         m = request.method
+        if getattr(s, "create_only", False):
+            return await authorization.serve(request, route, s)     # reviews: never stored
         if route.subresource and route.subresource != "status":
             if subresources.supports(s.group, s.plural, route.subresource) and route.name:
                 return await self._subresource(request, route, s)

@@ -40,4 +40,8 @@ def default_registry(config: ServerConfig | None = None) -> Registry:
     from nanokube.registry.certificate import CertificateStrategy
     from nanokube.registry.issuer import ClusterIssuerStrategy, IssuerStrategy
     classes += [IssuerStrategy, ClusterIssuerStrategy, CertificateStrategy]
+    # authorization.k8s.io/v1 reviews: answered, never stored
+    from nanokube.registry.authorization import (SelfSubjectAccessReviewStrategy,
+                                                 SelfSubjectRulesReviewStrategy)
+    classes += [SelfSubjectAccessReviewStrategy, SelfSubjectRulesReviewStrategy]
     return Registry([cls(config) for cls in classes])

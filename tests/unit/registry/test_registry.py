@@ -26,7 +26,11 @@ def test_every_kind_is_registered_with_its_discovery_names():
     assert got[("cert-manager.io", "issuers")] == ("Issuer", (), ("cert-manager",), True)
     assert got[("cert-manager.io", "clusterissuers")] == ("ClusterIssuer", (), ("cert-manager",),
                                                           False)
-    assert len(got) == 20
+    assert got[("authorization.k8s.io", "selfsubjectaccessreviews")] == (
+        "SelfSubjectAccessReview", (), (), False)
+    assert got[("authorization.k8s.io", "selfsubjectrulesreviews")] == (
+        "SelfSubjectRulesReview", (), (), False)
+    assert len(got) == 22
     assert got[("metallb.io", "ipaddresspools")] == ("IPAddressPool", (), (), True)
     assert got[("metallb.io", "l2advertisements")] == ("L2Advertisement", (), (), True)
 
