@@ -19,7 +19,7 @@ from typing import Any, Callable
 from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339
 from nanokube.client import Client
-from nanokube.controllers.events import EventRecorder, container_field_path
+from nanokube.controllers.events import WARNING, EventRecorder, container_field_path
 from nanokube.node import kubeletevents, runtime
 from nanokube.node.container import ContainerRunner
 from nanokube.node.envvars import container_env, expand_argv
@@ -225,7 +225,7 @@ class PodWorker:
                 self._have_sandbox = True
             except Exception as e:
                 log.warning("pod %s/%s: sandbox: %s", self.namespace, self.name, e)
-                self.record_event(kubeletevents.WARNING, "FailedCreatePodSandBox",
+                self.record_event(WARNING, "FailedCreatePodSandBox",
                                   f"Failed to create pod sandbox: {e}")
                 for c in self.containers:
                     c.state = {"waiting": {"reason": "ContainerCreating"}}

@@ -103,21 +103,23 @@ def test_get_events_lists_them_with_kubectl_columns(cluster):
                     "MESSAGE", "FIRST", "SEEN", "COUNT", "NAME"]
 
 
+def describe_row(cluster, pod: str, reason: str) -> list[str]:
+    """The row of `reason` in the pod's describe Events, once there is one."""
+    def row():
+        rows = events_section(cluster.kubectl("describe", "pod", pod).stdout)
+        return next((r for r in rows if r[1] == reason), None)
+    return wait_for(f"a {reason} event of {pod}", row, timeout=20, interval=0.5)
+
+
 def test_failing_readiness_probe_is_unhealthy(cluster):
-    def unhealthy():
-        rows = events_section(cluster.kubectl("describe", "pod", "unready").stdout)
-        return next((r for r in rows if r[1] == "Unhealthy"), None)
-    row = wait_for("an Unhealthy event", unhealthy, timeout=20, interval=0.5)
+    row = describe_row(cluster, "unready", "Unhealthy")
     assert row[0] == "Warning" and row[3] == "kubelet"
     assert re.fullmatch(r'Readiness probe failed: Get "http://[\d.]+:8080/healthz": dial tcp '
                         r"[\d.]+:8080: connect: connection refused", row[4]), row
 
 
 def test_unschedulable_pod_is_failed_scheduling(cluster):
-    def failed():
-        rows = events_section(cluster.kubectl("describe", "pod", "nowhere").stdout)
-        return next((r for r in rows if r[1] == "FailedScheduling"), None)
-    row = wait_for("a FailedScheduling event", failed, timeout=20, interval=0.5)
+    row = describe_row(cluster, "nowhere", "FailedScheduling")
     assert row[0] == "Warning" and row[3] == "default-scheduler"
     assert row[4] == ("0/2 nodes are available: 2 node(s) didn't match Pod's node "
                       "affinity/selector. preemption: 0/2 nodes are available: 2 Preemption "
