@@ -26,7 +26,9 @@ def test_every_kind_is_registered_with_its_discovery_names():
     assert got[("cert-manager.io", "issuers")] == ("Issuer", (), ("cert-manager",), True)
     assert got[("cert-manager.io", "clusterissuers")] == ("ClusterIssuer", (), ("cert-manager",),
                                                           False)
-    assert len(got) == 20
+    assert got[("apps", "statefulsets")] == ("StatefulSet", ("sts",), ("all",), True)
+    assert got[("apps", "controllerrevisions")] == ("ControllerRevision", (), (), True)
+    assert len(got) == 22
     assert got[("metallb.io", "ipaddresspools")] == ("IPAddressPool", (), (), True)
     assert got[("metallb.io", "l2advertisements")] == ("L2Advertisement", (), (), True)
 
