@@ -1,0 +1,180 @@
+"""A StatefulSet behind a headless Service on a real cluster: stable names, hostnames and DNS
+records, ordered creation, scale down from the highest ordinal, a deleted pod made again with
+its name, cascading deletion. Real kubectl throughout."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from harness import ClusterRun, leftovers, require_kubectl, stop_process, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nginx"},
+           "spec": {"clusterIP": "None", "selector": {"app": "nginx"},
+                    "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}}
+STATEFULSET = {
+    "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+    "spec": {"serviceName": "nginx", "replicas": 3,
+             "selector": {"matchLabels": {"app": "nginx"}},
+             "template": {"metadata": {"labels": {"app": "nginx"}}, "spec": {
+                 "terminationGracePeriodSeconds": 1,
+                 "containers": [{
+                     "name": "web", "image": AGNHOST,
+                     "args": ["netexec", "--http-port=8080", "--udp-port=-1"],
+                     "ports": [{"name": "web", "containerPort": 8080}],
+                     # Ready a moment after start, so that the order is visible
+                     "readinessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 1,
+                                        "periodSeconds": 1}}]}}}}
+CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns-client"},
+          "spec": {"terminationGracePeriodSeconds": 0,
+                   "containers": [{"name": "c", "image": AGNHOST, "args": ["pause"]}]}}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    require_kubectl()
+    c = ClusterRun(tmp_path_factory.mktemp("sts"), prefix="s")
+    try:
+        c.nk("up", "--nodes", "1", timeout=60)
+        yield c
+    finally:
+        c.nk("down", check=False)
+    assert leftovers(c.name) == []
+
+
+def pods(c: ClusterRun) -> dict[str, dict]:
+    return {p["metadata"]["name"]: p for p in c.get("pods", "-l", "app=nginx")["items"]}
+
+
+def ready(pod: dict) -> str | None:
+    """lastTransitionTime of the Ready condition when the pod is Ready."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond["type"] == "Ready" and cond["status"] == "True":
+            return cond["lastTransitionTime"]
+    return None
+
+
+def resolve(c: ClusterRun, name: str) -> set[str]:
+    out = c.kubectl("exec", "dns-client", "--", "getent", "ahostsv4", name, check=False)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+def json_stream(text: str) -> list[dict]:
+    """The objects of concatenated JSON documents (what `kubectl get -w -o json` prints)."""
+    decoder, out, i = json.JSONDecoder(), [], 0
+    while (i := len(text) - len(text[i:].lstrip())) < len(text):
+        obj, i = decoder.raw_decode(text, i)
+        out.append(obj)
+    return out
+
+
+def events(c: ClusterRun, reason: str) -> list[str]:
+    items = c.get("events", "--field-selector", "involvedObject.kind=StatefulSet")["items"]
+    items.sort(key=lambda e: (e.get("firstTimestamp") or "", e["metadata"]["name"]))
+    return [e["message"] for e in items if e["reason"] == reason]
+
+
+def test_statefulset_identity_order_dns_and_scaling(cluster):
+    c = cluster
+    for obj in (SERVICE, CLIENT, STATEFULSET):
+        c.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    out = c.kubectl("rollout", "status", "sts/web", "--timeout=60s")
+    assert out.stdout.strip().endswith("partitioned roll out complete: 3 new pods have been "
+                                       "updated...")
+    table = c.kubectl("get", "sts", "web").stdout.split("\n")
+    assert table[0].split() == ["NAME", "READY", "AGE"] and table[1].split()[:2] == ["web", "3/3"]
+
+    # names, hostnames, subdomain and identity labels
+    got = pods(c)
+    assert sorted(got) == ["web-0", "web-1", "web-2"]
+    for name, pod in got.items():
+        assert pod["spec"]["hostname"] == name and pod["spec"]["subdomain"] == "nginx"
+        labels = pod["metadata"]["labels"]
+        assert labels["statefulset.kubernetes.io/pod-name"] == name
+        assert labels["apps.kubernetes.io/pod-index"] == name[-1]
+        assert labels["controller-revision-hash"].startswith("web-")
+        ref = pod["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["name"], ref["controller"]) == ("StatefulSet", "web", True)
+    assert c.kubectl("exec", "web-1", "--", "hostname").stdout.strip() == "web-1"
+    # OrderedReady: each pod was made only once the one before was Ready
+    for lower, higher in (("web-0", "web-1"), ("web-1", "web-2")):
+        assert got[higher]["metadata"]["creationTimestamp"] >= ready(got[lower])
+    assert events(c, "SuccessfulCreate") == [
+        f"create Pod web-{i} in StatefulSet web successful" for i in range(3)]
+    sts = c.get("sts", "web")
+    assert sts["status"]["currentRevision"] == sts["status"]["updateRevision"] == \
+        got["web-0"]["metadata"]["labels"]["controller-revision-hash"]
+    history = c.kubectl("rollout", "history", "sts/web").stdout.split("\n")
+    assert history[1].split() == ["REVISION", "CHANGE-CAUSE"] and history[2].split()[0] == "1"
+
+    # DNS: each pod by its stable name, the headless Service as all of them
+    c.kubectl("wait", "--for=condition=Ready", "pod/dns-client", "--timeout=30s")
+    ips = {name: pod["status"]["podIP"] for name, pod in got.items()}
+    wait_for("web-1's record", lambda: resolve(c, "web-1.nginx.default.svc.cluster.local")
+             == {ips["web-1"]}, timeout=15)
+    assert resolve(c, "web-0.nginx") == {ips["web-0"]}        # through the search path
+    assert resolve(c, "nginx") == set(ips.values())
+
+    # scale down: web-2 goes (terminating, then deleted) before web-1 starts terminating
+    watch = subprocess.Popen(["kubectl", "get", "pods", "-l", "app=nginx", "--watch-only",
+                              "--output-watch-events", "-o", "json"], stdout=subprocess.PIPE,
+                             text=True, env=dict(c.env, KUBECONFIG=str(c.dir / "kubeconfig")))
+    try:
+        time.sleep(0.5)      # the watch has started
+        c.kubectl("scale", "sts", "web", "--replicas=1")
+        wait_for("only web-0", lambda: sorted(pods(c)) == ["web-0"], timeout=30)
+        time.sleep(0.2)
+    finally:
+        stop_process(watch)
+    seen = [(e["type"], e["object"]["metadata"]["name"],
+             bool(e["object"]["metadata"].get("deletionTimestamp")))
+            for e in json_stream(watch.stdout.read())]
+    going = [name for kind, name, terminating in seen if kind == "DELETED" or terminating]
+    assert going and going.index("web-1") > max(i for i, n in enumerate(going) if n == "web-2")
+    assert events(c, "SuccessfulDelete") == [
+        "delete Pod web-2 in StatefulSet web successful",
+        "delete Pod web-1 in StatefulSet web successful"]
+
+    # a deleted pod comes back with its name and its DNS name
+    old_uid = got["web-0"]["metadata"]["uid"]
+    c.kubectl("delete", "pod", "web-0", "--wait=false")
+    back = wait_for("web-0 again", lambda: [
+        p for p in pods(c).values()
+        if p["metadata"]["uid"] != old_uid and ready(p)], timeout=30)[0]
+    assert back["metadata"]["name"] == "web-0" and back["spec"]["hostname"] == "web-0"
+    wait_for("web-0's record", lambda: resolve(c, "web-0.nginx") ==
+             {back["status"]["podIP"]}, timeout=15)
+
+    # deleting the set removes its pods (garbage collection through ownerReferences)
+    c.kubectl("delete", "sts", "web", "--wait=false")
+    wait_for("no pods", lambda: not pods(c), timeout=30)
+    c.kubectl("delete", "svc", "nginx")
+    c.kubectl("delete", "pod", "dns-client", "--wait=false")
+
+
+def test_validation_in_kubernetes_words(cluster):
+    bad = json.loads(json.dumps(STATEFULSET))
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+    out = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0
+    assert "spec.template.metadata.labels: Invalid value: " in out.stderr
+    assert "`selector` does not match template `labels`" in out.stderr
+    good = json.loads(json.dumps(STATEFULSET))
+    good["metadata"]["name"] = "imm"
+    good["spec"]["replicas"] = 0
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(good))
+    try:
+        out = cluster.kubectl("patch", "sts", "imm", "-p", '{"spec":{"serviceName":"x"}}',
+                              check=False)
+        assert "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', " \
+               "'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' " \
+               "and 'minReadySeconds' are forbidden" in out.stderr
+    finally:
+        cluster.kubectl("delete", "sts", "imm")
