@@ -2,14 +2,22 @@
 StatefulSet controller keeps as its revision history (`kubectl rollout history sts/NAME`)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from nanokube.api import errors as E
-from nanokube.api.errors import FieldError
+from nanokube.api.errors import FieldError, GoLiteral
 from nanokube.api.tables import since
 from nanokube.registry import validation as V
 from nanokube.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Strategy
 from nanokube.registry.deployment import nonnegative
+
+
+def go_raw_extension(data: Any) -> GoLiteral:
+    """A RawExtension as Go's %#v prints it: its JSON bytes."""
+    raw = json.dumps(data, separators=(",", ":")).encode() if data is not None else b""
+    return GoLiteral("runtime.RawExtension{Raw:[]byte{" + ", ".join(f"0x{b:x}" for b in raw) +
+                     "}, Object:runtime.Object(nil)}")
 
 
 def controller_cell(obj: dict) -> str:
@@ -49,7 +57,8 @@ class ControllerRevisionStrategy(Strategy):
         errs = V.validate_object_meta_update(new.get("metadata") or {}, old.get("metadata") or {})
         errs += self.validate(new)
         if new.get("data") != old.get("data"):
-            errs.append(E.invalid("data", new.get("data"), "field is immutable"))
+            errs.append(E.invalid("data", go_raw_extension(new.get("data")),
+                                  "field is immutable"))
         return errs
 
     def table_row(self, obj: dict) -> list[Any]:
