@@ -9,28 +9,15 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
-from harness import ClusterRun, leftovers, require_kubectl, stop_process, wait_for
+from harness import ROOT, ClusterRun, leftovers, require_kubectl, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
-SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nginx"},
-           "spec": {"clusterIP": "None", "selector": {"app": "nginx"},
-                    "ports": [{"name": "web", "port": 80, "targetPort": 8080}]}}
-STATEFULSET = {
-    "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
-    "spec": {"serviceName": "nginx", "replicas": 3,
-             "selector": {"matchLabels": {"app": "nginx"}},
-             "template": {"metadata": {"labels": {"app": "nginx"}}, "spec": {
-                 "terminationGracePeriodSeconds": 1,
-                 "containers": [{
-                     "name": "web", "image": AGNHOST,
-                     "args": ["netexec", "--http-port=8080", "--udp-port=-1"],
-                     "ports": [{"name": "web", "containerPort": 8080}],
-                     # Ready a moment after start, so that the order is visible
-                     "readinessProbe": {"tcpSocket": {"port": 8080}, "initialDelaySeconds": 1,
-                                        "periodSeconds": 1}}]}}}}
+EXAMPLE = ROOT / "examples" / "apps" / "statefulset.yaml"   # headless Service nginx + web
+STATEFULSET = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d["kind"] == "StatefulSet"][0]
 CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns-client"},
           "spec": {"terminationGracePeriodSeconds": 0,
                    "containers": [{"name": "c", "image": AGNHOST, "args": ["pause"]}]}}
@@ -82,8 +69,8 @@ def events(c: ClusterRun, reason: str) -> list[str]:
 
 def test_statefulset_identity_order_dns_and_scaling(cluster):
     c = cluster
-    for obj in (SERVICE, CLIENT, STATEFULSET):
-        c.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    c.kubectl("apply", "-f", "-", input=json.dumps(CLIENT))
+    c.kubectl("apply", "-f", str(EXAMPLE))
     out = c.kubectl("rollout", "status", "sts/web", "--timeout=60s")
     assert out.stdout.strip().endswith("partitioned roll out complete: 3 new pods have been "
                                        "updated...")
@@ -121,6 +108,19 @@ def test_statefulset_identity_order_dns_and_scaling(cluster):
     assert resolve(c, "web-0.nginx") == {ips["web-0"]}        # through the search path
     assert resolve(c, "nginx") == set(ips.values())
 
+    # a rolling update replaces the pods from the highest ordinal down, one at a time
+    c.kubectl("rollout", "restart", "sts/web")
+    out = c.kubectl("rollout", "status", "sts/web", "--timeout=60s")
+    assert "partitioned roll out complete: 3 new pods have been updated..." in out.stdout
+    updated = pods(c)
+    new_rev = c.get("sts", "web")["status"]["updateRevision"]
+    assert new_rev != sts["status"]["updateRevision"]
+    assert {p["metadata"]["labels"]["controller-revision-hash"] for p in updated.values()} == \
+        {new_rev}
+    assert ready(updated["web-2"]) <= updated["web-1"]["metadata"]["creationTimestamp"]
+    assert ready(updated["web-1"]) <= updated["web-0"]["metadata"]["creationTimestamp"]
+    assert len(c.kubectl("rollout", "history", "sts/web").stdout.strip().split("\n")) == 4
+
     # scale down: web-2 goes (terminating, then deleted) before web-1 starts terminating
     watch = subprocess.Popen(["kubectl", "get", "pods", "-l", "app=nginx", "--watch-only",
                               "--output-watch-events", "-o", "json"], stdout=subprocess.PIPE,
@@ -137,12 +137,12 @@ def test_statefulset_identity_order_dns_and_scaling(cluster):
             for e in json_stream(watch.stdout.read())]
     going = [name for kind, name, terminating in seen if kind == "DELETED" or terminating]
     assert going and going.index("web-1") > max(i for i, n in enumerate(going) if n == "web-2")
-    assert events(c, "SuccessfulDelete") == [
-        "delete Pod web-2 in StatefulSet web successful",
-        "delete Pod web-1 in StatefulSet web successful"]
+    # (the order is the watch's; repeats of an Event are counted into one)
+    assert {"delete Pod web-2 in StatefulSet web successful",
+            "delete Pod web-1 in StatefulSet web successful"} <= set(events(c, "SuccessfulDelete"))
 
     # a deleted pod comes back with its name and its DNS name
-    old_uid = got["web-0"]["metadata"]["uid"]
+    old_uid = updated["web-0"]["metadata"]["uid"]
     c.kubectl("delete", "pod", "web-0", "--wait=false")
     back = wait_for("web-0 again", lambda: [
         p for p in pods(c).values()
@@ -178,3 +178,30 @@ def test_validation_in_kubernetes_words(cluster):
                "and 'minReadySeconds' are forbidden" in out.stderr
     finally:
         cluster.kubectl("delete", "sts", "imm")
+
+
+def test_volume_claim_templates_are_accepted_but_make_no_claim(cluster):
+    claims = json.loads(json.dumps(STATEFULSET))
+    claims["metadata"]["name"] = "claims"
+    claims["spec"].update(replicas=1, selector={"matchLabels": {"app": "claims"}})
+    claims["spec"]["template"]["metadata"]["labels"] = {"app": "claims"}
+    claims["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "data", "mountPath": "/data"}]
+    claims["spec"]["volumeClaimTemplates"] = [{
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(claims))
+    try:
+        cluster.kubectl("rollout", "status", "sts/claims", "--timeout=30s")
+        pod = cluster.get("pod", "claims-0")
+        assert {"name": "data", "persistentVolumeClaim": {"claimName": "data-claims-0"}} in \
+            pod["spec"]["volumes"]
+        warning = wait_for("the warning", lambda: [
+            e for e in cluster.get("events", "--field-selector",
+                                   "involvedObject.name=claims")["items"]
+            if e["reason"] == "VolumeClaimTemplatesIgnored"])[0]
+        assert warning["type"] == "Warning"
+        assert "no PersistentVolumeClaim is made for volumeClaimTemplates [data]" in \
+            warning["message"]
+    finally:
+        cluster.kubectl("delete", "sts", "claims", "--wait=false")
