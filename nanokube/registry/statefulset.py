@@ -15,9 +15,10 @@ from nanokube.api.errors import FieldError, GoLiteral, go_quote
 from nanokube.api.tables import since
 from nanokube.registry import validation as V
 from nanokube.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Strategy
-from nanokube.registry.deployment import (containers_cells, default_template, go_label_selector,
-                                          nonnegative, selector_is_empty, selector_is_valid,
-                                          selector_matches, validate_label_selector)
+from nanokube.registry.deployment import (TEMPLATE_COLUMNS, containers_cells, default_template,
+                                          go_label_selector, nonnegative, selector_is_empty,
+                                          selector_is_valid, selector_matches,
+                                          validate_label_selector)
 
 ORDERED_READY = "OrderedReady"
 PARALLEL = "Parallel"
@@ -210,9 +211,7 @@ class StatefulSetStrategy(Strategy):
         NAME_COLUMN,
         Column("Ready", description="Number of the pod with ready state"),
         AGE_COLUMN,
-        Column("Containers", priority=1, description="Names of each container in the template."),
-        Column("Images", priority=1, description="Images referenced by each container in the "
-               "template."),
+        *TEMPLATE_COLUMNS,
     ]
 
     def default(self, obj: dict) -> None:

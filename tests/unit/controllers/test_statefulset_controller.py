@@ -65,8 +65,7 @@ def test_pod_identity():
     assert pod["spec"]["volumes"] == [
         {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-1"}},
         {"name": "other", "emptyDir": {}}]
-    assert "volumes" not in sts["spec"]["template"]["spec"] or \
-        sts["spec"]["template"]["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
+    assert sts["spec"]["template"]["spec"]["volumes"][0] == {"name": "data", "emptyDir": {}}
 
 
 def test_parent_and_ordinal():
