@@ -56,6 +56,8 @@ KINDS = [
     ("discovery.k8s.io", "v1", "V1EndpointSlice", "io.k8s.api.discovery.v1"),
     ("apps", "v1", "V1Deployment", "io.k8s.api.apps.v1"),
     ("apps", "v1", "V1ReplicaSet", "io.k8s.api.apps.v1"),
+    ("apps", "v1", "V1StatefulSet", "io.k8s.api.apps.v1"),
+    ("apps", "v1", "V1ControllerRevision", "io.k8s.api.apps.v1"),
     ("networking.k8s.io", "v1", "V1Ingress", "io.k8s.api.networking.v1"),
     ("networking.k8s.io", "v1", "V1IngressClass", "io.k8s.api.networking.v1"),
 ]
@@ -72,7 +74,8 @@ META_TYPES = {"ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequireme
               "ManagedFieldsEntry", "OwnerReference", "Status", "StatusDetails", "StatusCause",
               "DeleteOptions", "Preconditions", "Condition"}
 # core/v1 types reached from other groups but not from the core kinds above.
-CORE_TYPES = {"PodTemplateSpec"}
+CORE_TYPES = {"PodTemplateSpec", "PersistentVolumeClaim", "PersistentVolumeClaimStatus",
+              "PersistentVolumeClaimCondition", "ModifyVolumeStatus", "VolumeHealthStatus"}
 
 SPECIAL = {
     INT_OR_STRING: {"description": "IntOrString is a type that can hold an int32 or a string.  "
@@ -106,10 +109,13 @@ QUANTITY_FIELDS = {
     ("NodeAllocatableOverheadResources", "perPod"),
     ("NodeAllocatableOverheadResources", "perContainer"),
     ("ContainerStatus", "allocatedResources"),
+    ("PersistentVolumeClaimStatus", "capacity"),
+    ("PersistentVolumeClaimStatus", "allocatedResources"),
 }
 MICRO_TIME_FIELDS = {("LeaseSpec", "acquireTime"), ("LeaseSpec", "renewTime"),
                      ("Event", "eventTime"), ("EventSeries", "lastObservedTime")}
-FREE_FORM_FIELDS = {("ManagedFieldsEntry", "fieldsV1"): FIELDS_V1}
+FREE_FORM_FIELDS = {("ManagedFieldsEntry", "fieldsV1"): FIELDS_V1,
+                    ("ControllerRevision", "data"): RAW_EXTENSION}
 
 # Go struct tags: (type, field) -> (patchStrategy, patchMergeKey, listType, listMapKeys).
 PATCH = {
@@ -155,6 +161,9 @@ PATCH = {
     ("DeploymentSpec", "strategy"): ("retainKeys", None, None, None),
     ("DeploymentStatus", "conditions"): ("merge", "type", "map", ["type"]),
     ("ReplicaSetStatus", "conditions"): ("merge", "type", "map", ["type"]),
+    ("StatefulSetSpec", "volumeClaimTemplates"): (None, None, "atomic", None),
+    ("StatefulSetStatus", "conditions"): ("merge", "type", "map", ["type"]),
+    ("PersistentVolumeClaimStatus", "conditions"): ("merge", "type", "map", ["type"]),
     ("EndpointSlice", "endpoints"): (None, None, "atomic", None),
     ("EndpointSlice", "ports"): (None, None, "atomic", None),
     ("IngressSpec", "rules"): (None, None, "atomic", None),

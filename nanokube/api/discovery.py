@@ -23,7 +23,8 @@ def subresources(s: Strategy) -> list[tuple[str, dict, list[str]]]:
     if (s.group, s.plural) == ("", "serviceaccounts"):
         out.append(("token", {"group": "authentication.k8s.io", "version": "v1",
                               "kind": "TokenRequest"}, ["create"]))
-    if (s.group, s.plural) in (("apps", "deployments"), ("apps", "replicasets")):
+    if (s.group, s.plural) in (("apps", "deployments"), ("apps", "replicasets"),
+                               ("apps", "statefulsets")):
         out.append(("scale", {"group": "autoscaling", "version": "v1", "kind": "Scale"},
                     ["get", "patch", "update"]))
     return out

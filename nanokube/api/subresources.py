@@ -14,7 +14,7 @@ from nanokube.api.storage import ResourceStorage
 from nanokube.apitime import now_rfc3339
 
 KUBELET_PORT = 10250
-SCALABLE = {("apps", "deployments"), ("apps", "replicasets")}
+SCALABLE = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets")}
 
 
 def supports(group: str, plural: str, sub: str) -> bool:

@@ -125,6 +125,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
     from nanokube.controllers.nodelifecycle import NodeLifecycleController
     from nanokube.controllers.replicaset import ReplicaSetController
     from nanokube.controllers.scheduler import Scheduler
+    from nanokube.controllers.statefulset import StatefulSetController
 
     return [
         NodeIpamController(client, informers, getattr(args, "cluster_cidr", None) or
@@ -134,6 +135,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         Scheduler(client, informers),
         DeploymentController(client, informers),
         ReplicaSetController(client, informers),
+        StatefulSetController(client, informers),
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
         LoadBalancerController(client, informers),

@@ -7,6 +7,7 @@ from nanokube.registry.base import Registry, ServerConfig, Strategy
 def strategy_classes() -> list[type[Strategy]]:
     """Every kind but Service, in the order discovery lists them."""
     from nanokube.registry.configmap import ConfigMapStrategy
+    from nanokube.registry.controllerrevision import ControllerRevisionStrategy
     from nanokube.registry.deployment import DeploymentStrategy
     from nanokube.registry.endpoints import EndpointsStrategy
     from nanokube.registry.endpointslice import EndpointSliceStrategy
@@ -20,10 +21,11 @@ def strategy_classes() -> list[type[Strategy]]:
     from nanokube.registry.replicaset import ReplicaSetStrategy
     from nanokube.registry.secret import SecretStrategy
     from nanokube.registry.serviceaccount import ServiceAccountStrategy
+    from nanokube.registry.statefulset import StatefulSetStrategy
     return [NamespaceStrategy, NodeStrategy, PodStrategy, EndpointsStrategy, ConfigMapStrategy,
             SecretStrategy, ServiceAccountStrategy, EventStrategy, LeaseStrategy,
             EndpointSliceStrategy, DeploymentStrategy, ReplicaSetStrategy, IngressStrategy,
-            IngressClassStrategy]
+            IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy]
 
 
 def default_registry(config: ServerConfig | None = None) -> Registry:

@@ -193,6 +193,14 @@ def validate_selector_immutable(new: dict, old: dict) -> list[FieldError]:
     return []
 
 
+# The wide columns of every workload with a pod template, filled by containers_cells().
+TEMPLATE_COLUMNS = [
+    Column("Containers", priority=1, description="Names of each container in the template."),
+    Column("Images", priority=1, description="Images referenced by each container in the "
+           "template."),
+]
+
+
 def containers_cells(obj: dict) -> tuple[str, str]:
     """Containers and Images of a workload's template (layoutContainerCells)."""
     containers = (((obj.get("spec") or {}).get("template") or {}).get("spec") or {}) \
@@ -276,9 +284,7 @@ class DeploymentStrategy(Strategy):
         Column("Available", description="Total number of available pods (ready for at least "
                "minReadySeconds) targeted by this deployment."),
         AGE_COLUMN,
-        Column("Containers", priority=1, description="Names of each container in the template."),
-        Column("Images", priority=1, description="Images referenced by each container in the "
-               "template."),
+        *TEMPLATE_COLUMNS,
         Column("Selector", priority=1, description="Label selector for pods. Existing "
                "ReplicaSets whose pods are selected by this will be the ones affected by this "
                "deployment."),

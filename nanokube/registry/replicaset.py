@@ -7,8 +7,9 @@ from nanokube.api.errors import FieldError
 from nanokube.api.tables import since
 from nanokube.registry import validation as V
 from nanokube.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Strategy
-from nanokube.registry.deployment import (containers_cells, default_template, nonnegative,
-                                          selector_string, validate_selector_and_template,
+from nanokube.registry.deployment import (TEMPLATE_COLUMNS, containers_cells, default_template,
+                                          nonnegative, selector_string,
+                                          validate_selector_and_template,
                                           validate_selector_immutable)
 
 
@@ -30,9 +31,7 @@ class ReplicaSetStrategy(Strategy):
         Column("Ready", type="integer", description="The number of non-terminating pods "
                "targeted by this ReplicaSet with a Ready Condition."),
         AGE_COLUMN,
-        Column("Containers", priority=1, description="Names of each container in the template."),
-        Column("Images", priority=1, description="Images referenced by each container in the "
-               "template."),
+        *TEMPLATE_COLUMNS,
         Column("Selector", priority=1, description="Selector is a label query over pods that "
                "should match the replica count."),
     ]

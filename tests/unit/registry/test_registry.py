@@ -30,7 +30,9 @@ def test_every_kind_is_registered_with_its_discovery_names():
         "SelfSubjectAccessReview", (), (), False)
     assert got[("authorization.k8s.io", "selfsubjectrulesreviews")] == (
         "SelfSubjectRulesReview", (), (), False)
-    assert len(got) == 22
+    assert got[("apps", "statefulsets")] == ("StatefulSet", ("sts",), ("all",), True)
+    assert got[("apps", "controllerrevisions")] == ("ControllerRevision", (), (), True)
+    assert len(got) == 24
     assert got[("metallb.io", "ipaddresspools")] == ("IPAddressPool", (), (), True)
     assert got[("metallb.io", "l2advertisements")] == ("L2Advertisement", (), (), True)
 
