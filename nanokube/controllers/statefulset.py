@@ -486,19 +486,19 @@ class StatefulSetController(Controller):
             except StatusError as e:
                 if e.code == 409:        # the old pod of that name is still going away
                     return
-                await self.recorder.event(sts, WARNING, "FailedCreate", f"create Pod {name} in "
-                                          f"StatefulSet {set_name} failed error: {e.message}")
+                self.recorder.record(sts, WARNING, "FailedCreate", f"create Pod {name} in "
+                                     f"StatefulSet {set_name} failed error: {e.message}")
                 raise
             self.pods.write_through(created)
-            await self.recorder.event(sts, NORMAL, "SuccessfulCreate",
-                                      f"create Pod {name} in StatefulSet {set_name} successful")
+            self.recorder.record(sts, NORMAL, "SuccessfulCreate",
+                                 f"create Pod {name} in StatefulSet {set_name} successful")
         elif action.verb == "delete":
             if action.why == "failed":
-                await self.recorder.event(sts, WARNING, "RecreatingFailedPod", f"StatefulSet "
-                                          f"{ns}/{set_name} is recreating failed Pod {name}")
+                self.recorder.record(sts, WARNING, "RecreatingFailedPod", f"StatefulSet "
+                                     f"{ns}/{set_name} is recreating failed Pod {name}")
             elif action.why == "succeeded":
-                await self.recorder.event(sts, NORMAL, "RecreatingTerminatedPod", f"StatefulSet "
-                                          f"{ns}/{set_name} is recreating terminated Pod {name}")
+                self.recorder.record(sts, NORMAL, "RecreatingTerminatedPod", f"StatefulSet "
+                                     f"{ns}/{set_name} is recreating terminated Pod {name}")
             try:
                 gone = await self.client.delete(self.client.resource_path(
                     "", "v1", "pods", ns, name), {"kind": "DeleteOptions", "apiVersion": "v1",
@@ -506,22 +506,22 @@ class StatefulSetController(Controller):
             except StatusError as e:
                 if e.code in (404, 409):   # already gone, or replaced meanwhile
                     return
-                await self.recorder.event(sts, WARNING, "FailedDelete", f"delete Pod {name} in "
-                                          f"StatefulSet {set_name} failed error: {e.message}")
+                self.recorder.record(sts, WARNING, "FailedDelete", f"delete Pod {name} in "
+                                     f"StatefulSet {set_name} failed error: {e.message}")
                 raise
             if isinstance(gone, dict) and gone.get("kind") == "Pod" and is_terminating(gone):
                 self.pods.write_through(gone)
             else:
                 self.pods.write_through(None, f"{ns}/{name}")
-            await self.recorder.event(sts, NORMAL, "SuccessfulDelete",
-                                      f"delete Pod {name} in StatefulSet {set_name} successful")
+            self.recorder.record(sts, NORMAL, "SuccessfulDelete",
+                                 f"delete Pod {name} in StatefulSet {set_name} successful")
         else:
             labels = identity_labels(sts, ordinal_of(pod))
             updated = await self.client.patch(self.client.resource_path(
                 "", "v1", "pods", ns, name), {"metadata": {"labels": labels}})
             self.pods.write_through(updated)
-            await self.recorder.event(sts, NORMAL, "SuccessfulUpdate",
-                                      f"update Pod {name} in StatefulSet {set_name} successful")
+            self.recorder.record(sts, NORMAL, "SuccessfulUpdate",
+                                 f"update Pod {name} in StatefulSet {set_name} successful")
 
     async def _warn_about_claims(self, sts: dict) -> None:
         """nanokube has no volumes: say once per set that its claims are not made."""
@@ -531,10 +531,10 @@ class StatefulSetController(Controller):
             return
         self._warned_claims.add(uid)
         names = ", ".join((c.get("metadata") or {}).get("name", "") for c in claims)
-        await self.recorder.event(sts, WARNING, "VolumeClaimTemplatesIgnored",
-                                  f"nanokube has no persistent volumes: no PersistentVolumeClaim "
-                                  f"is made for volumeClaimTemplates [{names}]; the pods run "
-                                  f"without them (nothing is mounted)")
+        self.recorder.record(sts, WARNING, "VolumeClaimTemplatesIgnored",
+                             f"nanokube has no persistent volumes: no PersistentVolumeClaim "
+                             f"is made for volumeClaimTemplates [{names}]; the pods run "
+                             f"without them (nothing is mounted)")
 
     async def _write_status(self, sts: dict, status: dict) -> None:
         if status == (sts.get("status") or {}):
