@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from nanokube.api import discovery, errors as E, pki
+from nanokube.api.eventttl import DEFAULT_EVENT_TTL, EventTTL
 from nanokube.api.rest import ApiHandler, json_response, parse_path, status_response
 from nanokube.api.storage import ResourceStorage
 from nanokube.registry.base import ServerConfig, Strategy
@@ -38,7 +39,8 @@ class ApiServer:
     def __init__(self, data_dir: str, config: ServerConfig, listen: list[str],
                  advertise_address: str | None = None, store_url: str | None = None,
                  tls_sans: list[str] | tuple[str, ...] = (),
-                 endpoint_lease_duration: float | None = None):
+                 endpoint_lease_duration: float | None = None,
+                 event_ttl: float = DEFAULT_EVENT_TTL):
         from nanokube.registry import default_registry
         self.data_dir = Path(data_dir)
         self.config = config
@@ -59,6 +61,7 @@ class ApiServer:
         self._election_stop: asyncio.Event | None = None
         self.tls_sans = list(tls_sans)     # more names/addresses for the serving certificate
         self.endpoint_lease_duration = endpoint_lease_duration
+        self.event_ttl = event_ttl            # --event-ttl: how long an Event outlives its last write
         self.endpoint_reconciler = None    # the lease reconciler, on a shared store
 
     # ---- life cycle -----------------------------------------------------------------------
@@ -249,7 +252,8 @@ class ApiServer:
     async def _run_controllers(self) -> None:
         from nanokube.controllers.garbagecollector import GarbageCollector
         from nanokube.controllers.namespace import NamespaceController
-        await asyncio.gather(GarbageCollector(self).run(), NamespaceController(self).run())
+        await asyncio.gather(GarbageCollector(self).run(), NamespaceController(self).run(),
+                             EventTTL(self.storages[("", "events")], self.event_ttl).run())
 
     async def _namespace_check(self, namespace: str) -> None:
         try:
@@ -413,6 +417,7 @@ def main(args) -> int:
         listen = [listen]
     server = ApiServer(args.data_dir, config, listen, getattr(args, "advertise_address", None),
                        getattr(args, "store", None), getattr(args, "tls_san", None) or (),
-                       getattr(args, "endpoint_reconciler_lease_duration", None))
+                       getattr(args, "endpoint_reconciler_lease_duration", None),
+                       getattr(args, "event_ttl", DEFAULT_EVENT_TTL))
     asyncio.run(_run(server))
     return 0

@@ -20,7 +20,7 @@ import base64
 import datetime as dt
 import logging
 
-from nanokube.apitime import now_rfc3339
+from nanokube.apitime import now_rfc3339, parse_duration
 from nanokube.certmanager import conditions, pki
 from nanokube.certmanager.issuers import Backend, IssuerError, issuer_type, secret_bytes
 from nanokube.certmanager.names import (ALT_NAMES_ANNOTATION, CERTIFICATE_NAME_ANNOTATION,
@@ -57,7 +57,7 @@ def request_of(cert: dict) -> pki.Request:
     spec = cert.get("spec") or {}
     duration = pki.DEFAULT_DURATION
     if spec.get("duration"):
-        duration = pki.parse_duration(spec["duration"])
+        duration = parse_duration(spec["duration"])
     return pki.Request(common_name=spec.get("commonName") or "",
                        dns_names=tuple(spec.get("dnsNames") or ()),
                        ip_addresses=tuple(spec.get("ipAddresses") or ()),
@@ -68,7 +68,7 @@ def request_of(cert: dict) -> pki.Request:
 
 def renewal_of(cert: dict, x509_cert) -> dt.datetime:
     spec = cert.get("spec") or {}
-    before = pki.parse_duration(spec["renewBefore"]) if spec.get("renewBefore") else None
+    before = parse_duration(spec["renewBefore"]) if spec.get("renewBefore") else None
     return pki.renewal_time(x509_cert.not_valid_before_utc, x509_cert.not_valid_after_utc,
                             before, spec.get("renewBeforePercentage"))
 

@@ -42,6 +42,14 @@ def _bool(text: str) -> bool:
 
 # ---- arguments of each sub-command --------------------------------------------------------------
 
+def _go_duration(text: str) -> float:
+    from nanokube.apitime import parse_duration
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", required=True, metavar="DIR")
     p.add_argument("--listen", action=_AppendOverDefault, default=["127.0.0.1:6443"],
@@ -56,6 +64,8 @@ def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--endpoint-reconciler-lease-duration", type=float, default=None,
                    metavar="SECONDS", help="on a shared store: how long this server stays in "
                    "the kubernetes Service's endpoints without renewing (default 15)")
+    p.add_argument("--event-ttl", type=_go_duration, default=3600.0, metavar="DURATION",
+                   help="how long an Event is kept after its last change (default 1h)")
 
 
 def _apply_args(p: argparse.ArgumentParser) -> None:

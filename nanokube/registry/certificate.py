@@ -13,8 +13,9 @@ from typing import Any
 from nanokube.api import errors as E
 from nanokube.api.errors import FieldError
 from nanokube.api.tables import since
+from nanokube.apitime import parse_duration
 from nanokube.certmanager.pki import (DEFAULT_DURATION, MIN_DURATION, MIN_RENEW_BEFORE,
-                                      format_duration, parse_duration)
+                                      format_duration)
 from nanokube.registry import validation as V
 from nanokube.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Strategy
 

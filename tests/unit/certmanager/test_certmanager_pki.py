@@ -5,17 +5,18 @@ import datetime as dt
 
 import pytest
 
+from nanokube.apitime import parse_duration
 from nanokube.certmanager import pki
 
 
 def test_go_durations():
-    assert pki.parse_duration("2160h") == 90 * 86400
-    assert pki.parse_duration("1h30m") == 5400
-    assert pki.parse_duration("59m50s") == 3590
-    assert pki.parse_duration("1.5h") == 5400
+    assert parse_duration("2160h") == 90 * 86400
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("59m50s") == 3590
+    assert parse_duration("1.5h") == 5400
     for bad in ("", "1d", "h", "10", "1h x"):
         with pytest.raises(ValueError, match="time: invalid duration"):
-            pki.parse_duration(bad)
+            parse_duration(bad)
     assert pki.format_duration(3600) == "1h0m0s"
 
 
