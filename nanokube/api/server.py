@@ -347,11 +347,13 @@ class ApiServer:
 
     def _openapi(self, request: web.Request, parts: list[str]) -> web.Response:
         from nanokube.api import openapi
+        groups = [(g, v) for g, vs in discovery.group_versions(self.registry).items()
+                  for v in vs]
+        if parts == ["openapi", "v2"]:
+            return self._openapi_v2(request, groups)
         if parts[:2] != ["openapi", "v3"]:
             raise E.StatusError(404, "NotFound", "the server could not find the requested "
                                 "resource", {})
-        groups = [(g, v) for g, vs in discovery.group_versions(self.registry).items()
-                  for v in vs]
         if len(parts) == 2:   # the kinds never change while the server runs: build it once
             if "index" not in self._openapi_cache:
                 self._openapi_cache["index"] = json.dumps(
@@ -383,6 +385,17 @@ class ApiServer:
         else:
             body = gzip.decompress(body)
         return web.Response(body=body, content_type="application/json", headers=headers)
+
+
+    def _openapi_v2(self, request: web.Request, groups: list) -> web.Response:
+        """swagger 2.0 as JSON or gnostic protobuf (kubectl's client-side validation)."""
+        from nanokube.api import openapiv2
+        if "v2" not in self._openapi_cache:   # built once: the kinds never change
+            self._openapi_cache["v2"] = openapiv2.Served(self.registry.strategies, groups)
+        status, body, headers = self._openapi_cache["v2"].response(
+            request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", ""),
+            request.headers.get("If-None-Match", ""))
+        return web.Response(status=status, body=body, headers=headers)
 
 
 def _configure_logging(data_dir: str) -> None:
