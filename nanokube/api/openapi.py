@@ -291,8 +291,14 @@ def _schemas(roots: list[str]) -> dict:
 
 
 def _type_schema(t: dict) -> dict:
+    return type_schema(t, _property)
+
+
+def type_schema(t: dict, property_schema) -> dict:
+    """The object schema of a schemas.json type; property_schema(field) gives each field's
+    (shared with the swagger 2.0 document of openapiv2.py)."""
     s: dict = {"description": t["description"], "type": "object",
-               "properties": {name: _property(f) for name, f in t["fields"].items()}}
+               "properties": {name: property_schema(f) for name, f in t["fields"].items()}}
     if "required" in t:
         s["required"] = t["required"]
     if "gvk" in t:
@@ -301,24 +307,30 @@ def _type_schema(t: dict) -> dict:
     return s
 
 
-def _element(f: dict) -> dict:
+def element(f: dict, ref: str = REF) -> dict:
     """Schema of a value of f's type (the element for lists and maps)."""
     if f["k"] == "scalar" or (f["k"] in ("list", "map") and f["t"] in _SCALARS):
         out = {"type": f["t"]}
         if "f" in f:
             out["format"] = f["f"]
         return out
-    return {"$ref": REF + f["t"]}
+    return {"$ref": ref + f["t"]}
 
 
 def _property(f: dict) -> dict:
+    return field_schema(f, lambda f: _wrap(element(f)))
+
+
+def field_schema(f: dict, element_schema) -> dict:
+    """A field's schema, element_schema(f) giving the schema of one value (of the items for
+    lists and maps), with the description and the x-kubernetes list and patch extensions."""
     kind = f["k"]
     if kind == "list":
-        p: dict = {"type": "array", "items": _wrap(_element(f))}
+        p: dict = {"type": "array", "items": element_schema(f)}
     elif kind == "map":
-        p = {"type": "object", "additionalProperties": _wrap(_element(f))}
+        p = {"type": "object", "additionalProperties": element_schema(f)}
     else:
-        p = _wrap(_element(f))
+        p = element_schema(f)
     if f.get("d"):
         p["description"] = f["d"]
     for key, ext in (("lk", "x-kubernetes-list-map-keys"), ("lt", "x-kubernetes-list-type"),

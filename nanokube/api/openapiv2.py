@@ -75,43 +75,18 @@ def _special(s: dict) -> dict:
 
 
 def _type_schema(t: dict) -> dict:
-    s: dict = {"description": t["description"], "type": "object",
-               "properties": {name: _property(f) for name, f in t["fields"].items()}}
-    if "required" in t:
-        s["required"] = list(t["required"])
-    if "gvk" in t:
-        s["x-kubernetes-group-version-kind"] = [{"group": g, "kind": k, "version": v}
-                                                for g, v, k in t["gvk"]]
-    return s
+    return openapi.type_schema(t, _property)
 
 
 def _element(f: dict) -> dict:
-    if f["t"] in ("string", "integer", "boolean", "number"):
-        out = {"type": f["t"]}
-        if "f" in f:
-            out["format"] = f["f"]
-        return out
-    return {"$ref": REF + f["t"]}
+    if f["k"] == "any" and f["t"] == RAW_EXTENSION:
+        return {}   # an embedded value of any shape (cert-manager's solvers are a list)
+    return openapi.element(f, REF)
 
 
 def _property(f: dict) -> dict:
-    kind = f["k"]
-    if kind == "list":
-        p: dict = {"type": "array", "items": _element(f)}
-    elif kind == "map":
-        p = {"type": "object", "additionalProperties": _element(f)}
-    elif kind == "any" and f["t"] == RAW_EXTENSION:
-        p = {}   # an embedded value of any shape (cert-manager's solvers are a list)
-    else:
-        p = _element(f)
-    if f.get("d"):
-        p["description"] = f["d"]
-    for key, ext in (("lk", "x-kubernetes-list-map-keys"), ("lt", "x-kubernetes-list-type"),
-                     ("pk", "x-kubernetes-patch-merge-key"),
-                     ("ps", "x-kubernetes-patch-strategy")):
-        if key in f:
-            p[ext] = f[key]
-    return p
+    """swagger 2.0 puts a $ref beside its description, where OpenAPI v3 needs allOf."""
+    return openapi.field_schema(f, _element)
 
 
 def _path_item(item: dict) -> dict:
