@@ -187,8 +187,8 @@ def test_paths_carry_operations_with_their_kind(doc):
     body = item["put"]["parameters"][0]
     assert body == {"name": "body", "in": "body", "required": True,
                     "schema": {"$ref": "#/definitions/io.k8s.api.core.v1.Service"}}
-    assert {"name": "namespace", "in": "path", "required": True} .items() <= \
-        next(p for p in item["parameters"] if p["name"] == "namespace").items()
+    namespace = next(p for p in item["parameters"] if p["name"] == "namespace")
+    assert namespace["in"] == "path" and namespace["required"] is True
     listing = doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["get"]
     assert listing["responses"]["200"]["schema"] == {
         "$ref": "#/definitions/io.k8s.api.apps.v1.DeploymentList"}
@@ -227,9 +227,9 @@ def test_protobuf_paths(pb):
     assert ext["x-kubernetes-action"] == "patch"
     # PathItem.parameters: ParametersItem.parameter(1) -> Parameter.non_body_parameter(2) ->
     # path_parameter_sub_schema(4) {required 1, in 2, name 4, type 5}
-    params = [one(one(one(p, 1), 2), 4) for p in many(item, 9)
-              if one(one(p, 1), 2) and 4 in dict(fields(one(one(p, 1), 2)))]
-    ns = next(p for p in params if one(p, 4) == b"namespace")
+    non_body = [one(one(p, 1), 2) for p in many(item, 9)]
+    path_params = [one(p, 4) for p in non_body if opt(p, 4) is not None]
+    ns = next(p for p in path_params if one(p, 4) == b"namespace")
     assert one(ns, 1) == 1 and one(ns, 2) == b"path" and one(ns, 5) == b"string"
     # Operation.parameters: the body (Parameter.body_parameter 1 {name 2, in 3, required 4,
     # schema 5}) and queries (non_body 2 -> query_parameter_sub_schema 3 {name 4, type 6})
