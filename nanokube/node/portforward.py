@@ -317,7 +317,7 @@ class SpdySession:
         if pair is None:
             pair = self.pairs[stream.request_id] = _Pair(stream.request_id)
             pair.timer = asyncio.get_running_loop().call_later(
-                self.creation_timeout, self._spawn, self.pair_timed_out(pair))
+                self.creation_timeout, lambda: self._spawn(self.pair_timed_out(pair)))
         if getattr(pair, stream.type) is not None:
             await self.print_error(pair, f"error processing stream for request "
                                    f"{pair.request_id}: {stream.type} stream already assigned")
