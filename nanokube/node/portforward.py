@@ -402,30 +402,30 @@ class SpdySession:
 
 async def websocket_forward(ws, sandbox: PodSandbox, ports: list[int], dial: Dialer) -> None:
     """One connection to the pod per requested port, all over one WebSocket; ends when every
-    port's pod connection has ended or the client closed."""
-    writers: dict[int, asyncio.StreamWriter] = {}
+    port's pod connection has ended or the client closed. The client's messages are read only
+    once every port is connected (or has failed), so none arrives before its pod connection."""
     for i, port in enumerate(ports):
         prefix = struct.pack("<H", port)
         await ws.send_bytes(bytes([2 * i]) + prefix)
         await ws.send_bytes(bytes([2 * i + 1]) + prefix)
 
-    async def one_port(i: int, port: int) -> None:
+    async def connect(i: int, port: int) -> asyncio.StreamWriter | None:
         try:
             sock = await dial(sandbox, port)
         except ForwardError as e:
             await ws.send_bytes(bytes([2 * i + 1]) +
                                 forward_failure(port, sandbox, e).encode())
-            return
+            return None
         reader, writer = await asyncio.open_connection(sock=sock)
-        writers[i] = writer
+        pumps.append(asyncio.create_task(to_client(i, reader)))
+        return writer
+
+    async def to_client(i: int, reader: asyncio.StreamReader) -> None:
         try:
             while chunk := await reader.read(CHUNK):
                 await ws.send_bytes(bytes([2 * i]) + chunk)
         except ConnectionError:
             pass
-        finally:
-            writers.pop(i, None)
-            writer.close()
 
     async def from_client() -> None:
         async for msg in ws:
@@ -439,14 +439,19 @@ async def websocket_forward(ws, sandbox: PodSandbox, ports: list[int], dial: Dia
                 except ConnectionError:
                     pass
 
+    pumps: list[asyncio.Task] = []
+    connected = await asyncio.gather(*(connect(i, p) for i, p in enumerate(ports)))
+    writers = {i: w for i, w in enumerate(connected) if w is not None}
     client = asyncio.create_task(from_client())
-    forwards = asyncio.gather(*(one_port(i, p) for i, p in enumerate(ports)))
+    forwards = asyncio.gather(*pumps)
     try:
         await asyncio.wait({client, forwards}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         client.cancel()
         forwards.cancel()
         await asyncio.gather(client, forwards, return_exceptions=True)
+        for writer in writers.values():
+            writer.close()
 
 
 def parse_ports(values: list[str]) -> list[int] | str:
