@@ -20,6 +20,8 @@ def subresources(s: Strategy) -> list[tuple[str, dict, list[str]]]:
         out.append(("log", {"group": "", "version": "v1", "kind": "Pod"}, ["get"]))
         out.append(("exec", {"group": "", "version": "v1", "kind": "PodExecOptions"},
                     ["create", "get"]))
+        out.append(("portforward", {"group": "", "version": "v1",
+                                    "kind": "PodPortForwardOptions"}, ["create", "get"]))
     if (s.group, s.plural) == ("", "serviceaccounts"):
         out.append(("token", {"group": "authentication.k8s.io", "version": "v1",
                               "kind": "TokenRequest"}, ["create"]))

@@ -21,6 +21,7 @@ from nanokube.api import selectors as sel
 from nanokube.api import subresources
 from nanokube.api.decode import decode_object
 from nanokube.api.exec import exec_
+from nanokube.api.portforward import port_forward
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.tables import table
 from nanokube.registry import authorization
@@ -303,6 +304,9 @@ class ApiHandler:
         if sub == "exec":
             nodes = self.api.storages[("", "nodes")]
             return await exec_(request, storage, nodes, route.namespace, route.name)
+        if sub == "portforward":
+            nodes = self.api.storages[("", "nodes")]
+            return await port_forward(request, storage, nodes, route.namespace, route.name)
         body = await self._read_body(request) if request.method != "GET" else b""
         return await subresources.scale(request, storage, route.namespace, route.name, body)
 

@@ -18,7 +18,7 @@ SCALABLE = {("apps", "deployments"), ("apps", "replicasets"), ("apps", "stateful
 
 
 def supports(group: str, plural: str, sub: str) -> bool:
-    if sub in ("binding", "log", "exec"):
+    if sub in ("binding", "log", "exec", "portforward"):
         return (group, plural) == ("", "pods")
     if sub == "scale":
         return (group, plural) in SCALABLE

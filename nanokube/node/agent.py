@@ -29,10 +29,12 @@ from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
 from nanokube.node import kubeletevents
 from nanokube.node.announcer import Announcer
+from nanokube.node.execserver import api_server_address
 from nanokube.node.logserver import ContainerLog, LogServer
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
                                     read_text, routes_to_others)
 from nanokube.node.podworker import NodeContext, PodWorker
+from nanokube.node.portforward import PodSandbox, PortForwardServer
 from nanokube.node.serviceproxy import ServiceProxy
 
 
@@ -69,7 +71,9 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
-        self.log_server = LogServer(self.find_log, node_ip, log_port)
+        port_forward = PortForwardServer(self.find_sandbox, api_server_address(node_ip))
+        self.log_server = LogServer(self.find_log, node_ip, log_port,
+                                    more_routes=port_forward.add_routes)
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr,
                                   node_eligible=self._node_eligible,
@@ -307,6 +311,17 @@ class NodeAgent:
                                     worker.log_path(container, previous=True),
                                     lambda: pid is not None and state.pid == pid)
         return f'pod "{pod}" not found on node {self.node_name}'
+
+    # ---- port-forward -------------------------------------------------------------------------
+    def find_sandbox(self, namespace: str, pod: str) -> PodSandbox | str:
+        """The pod's network namespace, for port-forward (the kubelet's "pod does not exist"
+        when the pod is not one of this node's)."""
+        for worker in list(self.workers.values()):
+            if worker.namespace == namespace and worker.name == pod:
+                netns = None if worker.host_network else \
+                    f"/run/netns/{self.network.netns_name(worker.uid)}"
+                return PodSandbox(worker.uid, netns)
+        return "pod does not exist"
 
 
 def kill_recorded(directory: Path) -> None:

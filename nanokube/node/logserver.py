@@ -48,10 +48,12 @@ def _int(value: str | None) -> int | None:
 
 
 class LogServer:
-    def __init__(self, finder: Finder, host: str, port: int = PORT):
+    def __init__(self, finder: Finder, host: str, port: int = PORT,
+                 more_routes: Callable[[Router], None] | None = None):
         self.finder = finder
         self.host = host
         self.port = port
+        self.more_routes = more_routes      # other kubelet endpoints on this server
         self._server: HTTPServer | None = None
 
     def router(self) -> Router:
@@ -59,6 +61,8 @@ class LogServer:
         router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         router.add_get("/healthz", self.healthz)
         ExecServer(pid_from_state(self.finder), api_server_address(self.host)).add_routes(router)
+        if self.more_routes is not None:
+            self.more_routes(router)
         return router
 
     async def start(self) -> None:
