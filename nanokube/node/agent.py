@@ -29,7 +29,7 @@ from nanokube.controllers.informer import Informer
 from nanokube.node import runtime
 from nanokube.node import kubeletevents
 from nanokube.node.announcer import Announcer
-from nanokube.node.execserver import api_server_address
+from nanokube.node.execserver import api_server_addresses
 from nanokube.node.logserver import ContainerLog, LogServer
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
                                     read_text, routes_to_others)
@@ -71,7 +71,7 @@ class NodeAgent:
         self.workers: dict[str, PodWorker] = {}
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
-        port_forward = PortForwardServer(self.find_sandbox, api_server_address(node_ip))
+        port_forward = PortForwardServer(self.find_sandbox, api_server_addresses(node_ip))
         self.log_server = LogServer(self.find_log, node_ip, log_port,
                                     more_routes=port_forward.add_routes)
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,

@@ -48,10 +48,12 @@ def nsenter(pid: int, command: list[str]) -> list[str]:
     return ["nsenter", "-t", str(pid), "--net", "--uts", "--mount", "--wd", "--", *command]
 
 
-def api_server_address(node_ip: str) -> str:
-    """The cluster LAN address of the API server: .1 of the node's /24 (docs/cluster.md)."""
+def api_server_addresses(node_ip: str) -> frozenset[str]:
+    """The cluster LAN addresses API servers may call from: .1 of the node's /24, and .2, .3
+    when `up --api-servers` runs more than one (docs/cluster.md). Nothing else sits there."""
+    from nanokube.cluster.apiservers import MAX_API_SERVERS
     net = ipaddress.ip_interface(f"{node_ip}/24").network
-    return str(net.network_address + 1)
+    return frozenset(str(net.network_address + j) for j in range(1, MAX_API_SERVERS + 1))
 
 
 def container_environ(pid: int) -> dict[str, str] | None:
@@ -111,9 +113,10 @@ def pid_from_state(find_log) -> PidFinder:
 
 
 class ExecServer:
-    def __init__(self, find_pid: PidFinder, allowed_peer: str | None, enter: Enter = nsenter):
+    def __init__(self, find_pid: PidFinder, allowed_peers: frozenset[str] | None,
+                 enter: Enter = nsenter):
         self.find_pid = find_pid
-        self.allowed_peer = allowed_peer     # None: anyone (tests)
+        self.allowed_peers = allowed_peers   # None: anyone (tests)
         self.enter = enter
 
     def add_routes(self, router: Router) -> None:
@@ -122,7 +125,7 @@ class ExecServer:
     async def exec(self, request: Request) -> Response | WebSocket:
         # Only the API server may exec: it authenticated and authorized the user; a pod on
         # the LAN must not reach into another pod.
-        if self.allowed_peer is not None and request.remote != self.allowed_peer:
+        if self.allowed_peers is not None and request.remote not in self.allowed_peers:
             return Response(status=403, text="Forbidden\n")
         m, q = request.match_info, request.query
         command = q.getall("command", [])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from nanokube.node.execserver import ExecServer, api_server_address, pid_from_state
+from nanokube.node.execserver import ExecServer, api_server_addresses, pid_from_state
 from nanokube.node.httpserver import HTTPServer, Request, Response, Router, StreamResponse
 from nanokube.node.logs import LogParser, parse_since_time, render, select_lines, timestamp_of
 
@@ -60,7 +60,7 @@ class LogServer:
         router = Router()
         router.add_get("/containerLogs/{namespace}/{pod}/{container}", self.container_logs)
         router.add_get("/healthz", self.healthz)
-        ExecServer(pid_from_state(self.finder), api_server_address(self.host)).add_routes(router)
+        ExecServer(pid_from_state(self.finder), api_server_addresses(self.host)).add_routes(router)
         if self.more_routes is not None:
             self.more_routes(router)
         return router

@@ -475,10 +475,10 @@ def parse_ports(values: list[str]) -> list[int] | str:
 # ---- the endpoint ------------------------------------------------------------------------------
 
 class PortForwardServer:
-    def __init__(self, find_sandbox: SandboxFinder, allowed_peer: str | None,
+    def __init__(self, find_sandbox: SandboxFinder, allowed_peers: frozenset[str] | None,
                  dial: Dialer = dial_localhost):
         self.find_sandbox = find_sandbox
-        self.allowed_peer = allowed_peer     # None: anyone (tests)
+        self.allowed_peers = allowed_peers   # None: anyone (tests)
         self.dial = dial
 
     def add_routes(self, router: Router) -> None:
@@ -486,7 +486,7 @@ class PortForwardServer:
 
     async def port_forward(self, request: Request):
         # Only the API server may forward: it authenticated and authorized the user.
-        if self.allowed_peer is not None and request.remote != self.allowed_peer:
+        if self.allowed_peers is not None and request.remote not in self.allowed_peers:
             return Response(status=403, text="Forbidden\n")
         m = request.match_info
         sandbox = self.find_sandbox(m["namespace"], m["pod"])

@@ -157,6 +157,9 @@ def test_cluster_survives_losing_a_server_and_the_leading_controller_manager(tmp
         answers = c.from_pod(c.pods("after")[0], "https://10.96.0.1/readyz", 20)
         assert answers == ["ok"] * 20, answers
         assert c.kc("get", "nodes").returncode == 0
+        # exec (a stream from a surviving API server to the agent) works with .1's server gone
+        pod = c.pods("after")[0]
+        assert c.kc("exec", pod, "--", "hostname").stdout.strip() == pod
     finally:
         c.nk("down", check=False)
         etcd.stop()

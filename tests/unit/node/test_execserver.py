@@ -8,7 +8,7 @@ import subprocess
 
 import aiohttp
 
-from nanokube.node.execserver import (ExecServer, PROTOCOLS, api_server_address,
+from nanokube.node.execserver import (ExecServer, PROTOCOLS, api_server_addresses,
                                       pid_from_state)
 from nanokube.node.httpserver import HTTPServer, Router
 from nanokube.node.logserver import ContainerLog
@@ -44,7 +44,7 @@ class Client:
         await self.server.close()
 
 
-async def client_for(allowed="127.0.0.1") -> Client:
+async def client_for(allowed=frozenset({"127.0.0.1"})) -> Client:
     router = Router()
     ExecServer(find_pid, allowed, enter=plain).add_routes(router)
     server = HTTPServer(router, "127.0.0.1", 0)
@@ -159,7 +159,7 @@ async def test_refusals():
     finally:
         await client.close()
     # only the API server's LAN address may exec
-    client = await client_for(allowed="10.123.0.1")
+    client = await client_for(allowed=frozenset({"10.123.0.1"}))
     try:
         r = await client.get("/exec/default/p/c", params=params("true"))
         assert r.status == 403
@@ -189,7 +189,8 @@ async def test_client_going_away_ends_the_command(tmp_path):
 
 
 def test_api_server_address_and_pid_from_state(tmp_path):
-    assert api_server_address("10.123.4.12") == "10.123.4.1"
+    # .1, and .2/.3 of `up --api-servers 3`: each API server may exec
+    assert api_server_addresses("10.123.4.12") == {"10.123.4.1", "10.123.4.2", "10.123.4.3"}
     pod = tmp_path / "pods" / "uid"
     (pod / "logs").mkdir(parents=True)
     (pod / "state.json").write_text(json.dumps({"containers": [
