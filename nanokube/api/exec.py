@@ -85,14 +85,20 @@ async def _proxy(request: web.Request,
                 await sink.send_bytes(msg.data)
             elif msg.type == WSMsgType.TEXT:
                 await sink.send_str(msg.data)
-    down = asyncio.create_task(pump(upstream, client))
-    up = asyncio.create_task(pump(client, upstream))
     try:
-        await asyncio.wait({down, up}, return_when=asyncio.FIRST_COMPLETED)
+        await _until_one_ends(pump(upstream, client), pump(client, upstream))
     finally:
-        for task in (down, up):
-            task.cancel()
-        await asyncio.gather(down, up, return_exceptions=True)
         await upstream.close()
         await client.close()
     return client
+
+
+async def _until_one_ends(*directions) -> None:
+    """Run the directions of a stream together; when one ends, the others stop."""
+    tasks = [asyncio.create_task(d) for d in directions]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

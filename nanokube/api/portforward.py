@@ -17,7 +17,8 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from nanokube.api import errors as E
-from nanokube.api.exec import _offered, _proxy, _relay_refusal, _unreachable
+from nanokube.api.exec import (_offered, _proxy, _relay_refusal, _unreachable,
+                               _until_one_ends)
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.subresources import KUBELET_PORT, _node_ip
 from nanokube.httpclient import HTTPError, Session
@@ -138,13 +139,7 @@ async def _splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         while data := await reader.read(CHUNK):
             writer.write(data)
             await writer.drain()
-    tasks = [asyncio.create_task(copy(a[0], b[1])), asyncio.create_task(copy(b[0], a[1]))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    await _until_one_ends(copy(a[0], b[1]), copy(b[0], a[1]))
 
 
 async def _tunnel(request: web.Request, ip: str, path: str,
@@ -170,13 +165,7 @@ async def _tunnel(request: web.Request, ip: str, path: str,
         async def down() -> None:
             while data := await upstream.reader.read(CHUNK):
                 await client.send_bytes(data)
-        tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await _until_one_ends(up(), down())
     finally:
         upstream.writer.close()
         await client.close()
