@@ -177,6 +177,12 @@ async def pod_app(request: web.Request) -> web.StreamResponse:
     """What the pod answers: the request as it arrived, or a redirect, or a stream."""
     if request.path == "/redirect":
         raise web.HTTPFound("/elsewhere")
+    if request.path == "/ws":
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            await ws.send_str(msg.data.upper())
+        return ws
     if request.path == "/stream":
         resp = web.StreamResponse(headers={"Access-Control-Allow-Origin": "*"})
         await resp.prepare(request)
@@ -268,3 +274,10 @@ async def test_errors(relay):
         "error trying to reach service: dial tcp 127.0.0.1:1: connect: connection refused"
     r = await relay.request("TRACE", "/api/v1/namespaces/default/pods/web-1/proxy/")
     assert r.status == 405
+
+
+async def test_websocket_upgrade_passes_through(relay):
+    async with relay.ws_connect("/api/v1/namespaces/default/services/web:80/proxy/ws") as ws:
+        for text in ("hello", "again"):
+            await ws.send_str(text)
+            assert (await asyncio.wait_for(ws.receive(), 5)).data == text.upper()
