@@ -22,6 +22,11 @@ def subresources(s: Strategy) -> list[tuple[str, dict, list[str]]]:
                     ["create", "get"]))
         out.append(("portforward", {"group": "", "version": "v1",
                                     "kind": "PodPortForwardOptions"}, ["create", "get"]))
+    if (s.group, s.plural) in (("", "pods"), ("", "services"), ("", "nodes")):
+        kind = {"pods": "PodProxyOptions", "services": "ServiceProxyOptions",
+                "nodes": "NodeProxyOptions"}[s.plural]
+        out.append(("proxy", {"group": "", "version": "v1", "kind": kind},
+                    ["create", "delete", "get", "patch", "update"]))
     if (s.group, s.plural) == ("", "serviceaccounts"):
         out.append(("token", {"group": "authentication.k8s.io", "version": "v1",
                               "kind": "TokenRequest"}, ["create"]))

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from nanokube.api import errors as E
 from nanokube.api import selectors as sel
-from nanokube.api import subresources
+from nanokube.api import proxy, subresources
 from nanokube.api.decode import decode_object
 from nanokube.api.exec import exec_
 from nanokube.api.portforward import port_forward
@@ -246,6 +246,10 @@ class ApiHandler:
         m = request.method
         if getattr(s, "create_only", False):
             return await authorization.serve(request, route, s)     # reviews: never stored
+        if proxy.is_proxy(s.group, s.plural, route.subresource) and route.name and \
+                bool(route.namespace) == bool(s.namespaced):
+            return await proxy.serve(request, self.api, route.plural, route.namespace,
+                                     route.name)
         if route.subresource and route.subresource != "status":
             if subresources.supports(s.group, s.plural, route.subresource) and route.name:
                 return await self._subresource(request, route, s)

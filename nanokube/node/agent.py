@@ -35,6 +35,7 @@ from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_st
                                     read_text, routes_to_others)
 from nanokube.node.podworker import NodeContext, PodWorker
 from nanokube.node.portforward import PodSandbox, PortForwardServer
+from nanokube.node.tunnel import TunnelServer
 from nanokube.node.serviceproxy import ServiceProxy
 
 
@@ -72,8 +73,12 @@ class NodeAgent:
         self.sandboxes: dict[str, str] = {}
         self.network_ready = asyncio.Event()
         port_forward = PortForwardServer(self.find_sandbox, api_server_addresses(node_ip))
-        self.log_server = LogServer(self.find_log, node_ip, log_port,
-                                    more_routes=port_forward.add_routes)
+        tunnel = TunnelServer(self.pod_addresses, api_server_addresses(node_ip))
+
+        def more_routes(router) -> None:
+            port_forward.add_routes(router)
+            tunnel.add_routes(router)           # services/proxy and pods/proxy
+        self.log_server = LogServer(self.find_log, node_ip, log_port, more_routes=more_routes)
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr,
                                   node_eligible=self._node_eligible,
@@ -322,6 +327,10 @@ class NodeAgent:
                     f"/run/netns/{self.network.netns_name(worker.uid)}"
                 return PodSandbox(worker.uid, netns)
         return "pod does not exist"
+
+    def pod_addresses(self) -> set[str]:
+        """The addresses of this node's pods, which the API server's proxy may reach."""
+        return {w.pod_ip for w in list(self.workers.values()) if w.pod_ip}
 
 
 def kill_recorded(directory: Path) -> None:
