@@ -8,14 +8,13 @@ agent's "Upgrade request required" (SPDY is not spoken here).
 """
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from nanokube.api import errors as E
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.subresources import KUBELET_PORT, _container_for, _node_ip
+from nanokube.splice import until_one_ends
 
 # what is passed on to the agent (PodExecOptions)
 EXEC_PARAMS = ("command", "stdin", "stdout", "stderr", "tty")
@@ -86,19 +85,9 @@ async def _proxy(request: web.Request,
             elif msg.type == WSMsgType.TEXT:
                 await sink.send_str(msg.data)
     try:
-        await _until_one_ends(pump(upstream, client), pump(client, upstream))
+        await until_one_ends(pump(upstream, client), pump(client, upstream))
     finally:
         await upstream.close()
         await client.close()
     return client
 
-
-async def _until_one_ends(*directions) -> None:
-    """Run the directions of a stream together; when one ends, the others stop."""
-    tasks = [asyncio.create_task(d) for d in directions]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

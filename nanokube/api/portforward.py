@@ -17,14 +17,14 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from nanokube.api import errors as E
-from nanokube.api.exec import (_offered, _proxy, _relay_refusal, _unreachable,
-                               _until_one_ends)
+from nanokube.api.exec import _offered, _proxy, _relay_refusal, _unreachable
+from nanokube.api.hijack import hijacked
 from nanokube.api.storage import ResourceStorage
 from nanokube.api.subresources import KUBELET_PORT, _node_ip
 from nanokube.httpclient import HTTPError, Session
+from nanokube.splice import CHUNK, splice, until_one_ends
 
 TUNNEL_PREFIX = "SPDY/3.1+"
-CHUNK = 64 * 1024
 MAX_TUNNEL_MESSAGE = 1 << 25          # a SPDY frame (at most 16 MiB) per message
 
 
@@ -107,39 +107,13 @@ async def _spdy(request: web.Request, ip: str, path: str,
     if chosen:
         headers["X-Stream-Protocol-Version"] = chosen
     response = web.StreamResponse(status=101, headers=headers)
-    transport = request.transport
-    if transport is None:
-        upstream.writer.close()
-        raise ConnectionResetError("the client went away")
-    # From here on the connection carries SPDY, which aiohttp's parser must not see: the
-    # transport's bytes go to a stream reader of ours until the relay ends (the client sends
-    # nothing before our 101, so nothing was parsed ahead).
-    loop = asyncio.get_running_loop()
-    aiohttp_protocol = transport.get_protocol()
-    client_reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
-    client_protocol = asyncio.StreamReaderProtocol(client_reader, loop=loop)
-    transport.set_protocol(client_protocol)
-    client_protocol.connection_made(transport)
-    client_writer = asyncio.StreamWriter(transport, client_protocol, client_reader, loop)
     try:
-        await response.prepare(request)
-        await _splice((client_reader, client_writer), (upstream.reader, upstream.writer))
+        async with hijacked(request) as client:
+            await response.prepare(request)
+            await splice(client, (upstream.reader, upstream.writer))
     finally:
         upstream.writer.close()
-        if not transport.is_closing():
-            transport.close()
-        transport.set_protocol(aiohttp_protocol)     # so that aiohttp sees the end
     return response
-
-
-async def _splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                  b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-    """Bytes both ways until one side ends; drain() makes a slow reader slow the writer."""
-    async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(CHUNK):
-            writer.write(data)
-            await writer.drain()
-    await _until_one_ends(copy(a[0], b[1]), copy(b[0], a[1]))
 
 
 async def _tunnel(request: web.Request, ip: str, path: str,
@@ -165,7 +139,7 @@ async def _tunnel(request: web.Request, ip: str, path: str,
         async def down() -> None:
             while data := await upstream.reader.read(CHUNK):
                 await client.send_bytes(data)
-        await _until_one_ends(up(), down())
+        await until_one_ends(up(), down())
     finally:
         upstream.writer.close()
         await client.close()

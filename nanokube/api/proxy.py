@@ -42,14 +42,15 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from nanokube.api import errors as E
+from nanokube.api.hijack import hijacked
 from nanokube.api.subresources import KUBELET_PORT, _node_ip
 from nanokube.httpclient import HTTPError, Response as UpstreamResponse, Session
 from nanokube.node.tunnel import UPGRADE
+from nanokube.splice import CHUNK, splice
 
 PROXY_KINDS = ("services", "pods", "nodes")
 VALID_SCHEMES = ("", "http", "https")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0
 # hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded either way
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -413,28 +414,10 @@ async def _relay_answer(request: web.Request, status: int, headers, reader, writ
 async def _splice_upgrade(request: web.Request, headers, reader, writer) -> web.StreamResponse:
     """The pod switched protocols (a WebSocket): its 101 goes to the client and from then on
     both connections are spliced byte for byte."""
-    from nanokube.node.tunnel import splice
     response = web.StreamResponse(status=101)
     for name, value in headers._pairs:
         response.headers.add(name.title(), value)
-    transport = request.transport
-    if transport is None:
-        raise ConnectionResetError("the client went away")
-    # The upgraded connection's bytes must not reach aiohttp's HTTP parser: until the splice
-    # ends, the transport feeds a stream reader of ours (the client waits for our 101, so
-    # nothing was parsed ahead).
-    loop = asyncio.get_running_loop()
-    aiohttp_protocol = transport.get_protocol()
-    client_reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
-    client_protocol = asyncio.StreamReaderProtocol(client_reader, loop=loop)
-    transport.set_protocol(client_protocol)
-    client_protocol.connection_made(transport)
-    client_writer = asyncio.StreamWriter(transport, client_protocol, client_reader, loop)
-    try:
+    async with hijacked(request) as client:
         await response.prepare(request)
-        await splice((client_reader, client_writer), (reader, writer))
-    finally:
-        if not transport.is_closing():
-            transport.close()
-        transport.set_protocol(aiohttp_protocol)     # so that aiohttp sees the end
+        await splice(client, (reader, writer))
     return response

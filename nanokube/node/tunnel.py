@@ -21,32 +21,13 @@ from typing import Callable
 
 from nanokube.node.httpserver import Request, Response, Router, tokens
 from nanokube.node.portforward import _go_error
+from nanokube.splice import splice
 
-CHUNK = 64 * 1024
 CONNECT_TIMEOUT = 5.0
 UPGRADE = "tcp"
 
 # the addresses of this node's pods (the node's own for hostNetwork pods)
 PodAddresses = Callable[[], set[str]]
-
-
-async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                 b: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
-    """Bytes both ways until one side ends; drain() lets a slow reader slow the writer."""
-    async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(CHUNK):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-    tasks = [asyncio.create_task(copy(a[0], b[1])), asyncio.create_task(copy(b[0], a[1]))]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def parse_port(text: str) -> int | None:
