@@ -65,6 +65,9 @@ def _served(registry: Registry, group: str, version: str) -> list[Strategy]:
 
 
 def resource_list(registry: Registry, group: str, version: str) -> dict | None:
+    from nanokube.api import metrics      # served by the API server itself, not a kind
+    if (group, version) == (metrics.GROUP, metrics.VERSION):
+        return metrics.resource_list()
     strategies = _served(registry, group, version)
     if not strategies:
         return None
@@ -101,6 +104,8 @@ def legacy_groups(registry: Registry) -> dict:
             continue
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         groups.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    from nanokube.api import metrics
+    groups.append(metrics.legacy_group())
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
@@ -132,5 +137,8 @@ def aggregated(registry: Registry, core: bool) -> dict:
             item_versions.append({"version": v, "resources": resources, "freshness": "Current"})
         items.append({"metadata": {"name": group, "creationTimestamp": None},
                       "versions": item_versions})
+    if not core:
+        from nanokube.api import metrics
+        items.append(metrics.aggregated_group())
     return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
             "metadata": {}, "items": items}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from nanokube.api import discovery, errors as E, pki
+from nanokube.api import discovery, errors as E, metrics, pki
 from nanokube.api.eventttl import DEFAULT_EVENT_TTL, EventTTL
 from nanokube.api.rest import ApiHandler, json_response, parse_path, status_response
 from nanokube.api.storage import ResourceStorage
@@ -72,6 +72,7 @@ class ApiServer:
         for s in self.registry.strategies:
             self.storages[(s.group, s.plural)] = ResourceStorage(s, self.store,
                                                                  self._namespace_check)
+        self.metrics = metrics.MetricsAPI(self.storages)     # metrics.k8s.io (kubectl top)
         await self._restore_allocations()
         await self._bootstrap()
         ssl_ctx = self._tls()
@@ -287,6 +288,8 @@ class ApiServer:
             if self._authenticate(request) is None:
                 return status_response(E.unauthorized())
             route = parse_path(path)
+            if route is not None and route.group == metrics.GROUP:
+                return await self.metrics.handle(request, route)
             if route is not None:
                 return await self.handler.handle(request, route)
             return self._non_resource(request, path)
@@ -327,6 +330,8 @@ class ApiServer:
             gv = (parts[1], parts[2])
         elif len(parts) == 2 and parts[0] == "apis":
             versions = discovery.group_versions(reg).get(parts[1])
+            if parts[1] == metrics.GROUP:
+                versions = [metrics.VERSION]
             if versions:
                 gvs = [{"groupVersion": f"{parts[1]}/{v}", "version": v} for v in versions]
                 return json_response({"kind": "APIGroup", "apiVersion": "v1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable
@@ -136,6 +137,10 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
                    help="the Service CIDR, routed to the pod bridge for the node's own clients")
     p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
                    help="the pod CIDR: traffic to Services from outside it is masqueraded")
+    p.add_argument("--metric-resolution", type=float, metavar="SECONDS",
+                   default=float(os.environ.get("NANOKUBE_METRIC_RESOLUTION") or 15),
+                   help="how often resource usage is sampled for metrics.k8s.io (kubectl top); "
+                        "default $NANOKUBE_METRIC_RESOLUTION or 15")
     p.add_argument("--nodeport-addresses", default="primary", type=_nodeport_addresses,
                    metavar="primary|all|CIDR,...",
                    help="where NodePorts answer, as kube-proxy's flag: the node's own IP "

@@ -31,6 +31,7 @@ from nanokube.node import kubeletevents
 from nanokube.node.announcer import Announcer
 from nanokube.node.execserver import api_server_addresses
 from nanokube.node.logserver import ContainerLog, LogServer
+from nanokube.node.metrics import DEFAULT_RESOLUTION, ContainerRef, Sampler
 from nanokube.node.nodeinfo import (micro_time, node_labels, node_ready, node_status,
                                     read_text, routes_to_others)
 from nanokube.node.podworker import NodeContext, PodWorker
@@ -51,7 +52,8 @@ class NodeAgent:
                  cluster_domain: str = "cluster.local", lease_duration: float = 10.0,
                  log_port: int = 10250, cluster_cidr: str = "10.244.0.0/16",
                  service_cidr: str = "10.96.0.0/12", proxy: bool = True,
-                 nodeport_addresses: str = "primary"):
+                 nodeport_addresses: str = "primary",
+                 metric_resolution: float = DEFAULT_RESOLUTION):
         self.client = client
         self.node_name = node_name
         self.node_ip = node_ip
@@ -74,10 +76,14 @@ class NodeAgent:
         self.network_ready = asyncio.Event()
         port_forward = PortForwardServer(self.find_sandbox, api_server_addresses(node_ip))
         tunnel = TunnelServer(self.pod_addresses, api_server_addresses(node_ip))
+        # resource usage for metrics.k8s.io (kubectl top)
+        self.sampler = Sampler(node_name, self.running_containers,
+                               api_server_addresses(node_ip), metric_resolution)
 
         def more_routes(router) -> None:
             port_forward.add_routes(router)
             tunnel.add_routes(router)           # services/proxy and pods/proxy
+            self.sampler.add_routes(router)     # /stats/summary
         self.log_server = LogServer(self.find_log, node_ip, log_port, more_routes=more_routes)
         self.proxy = ServiceProxy(client, node_name, node_ip, self.services,
                                   cluster_cidr=cluster_cidr, service_cidr=service_cidr,
@@ -108,6 +114,7 @@ class NodeAgent:
         spawn(self.services.run())
         spawn(self.routes_loop())
         spawn(self.pods_loop())
+        spawn(self.sampler.run())
         if self.proxy is not None:
             spawn(self.proxy.run())
             spawn(self.service_route())
@@ -328,6 +335,17 @@ class NodeAgent:
                 return PodSandbox(worker.uid, netns)
         return "pod does not exist"
 
+    def running_containers(self) -> list[ContainerRef]:
+        """This node's container instances, for the resource usage sampler."""
+        out = []
+        for w in list(self.workers.values()):
+            for name, runner in list(w.runners.items()):
+                p = runner.proc
+                if p is not None:
+                    out.append(ContainerRef(w.namespace, w.name, w.uid, name, p.pid,
+                                            p.start_ticks, p.started_at))
+        return out
+
     def pod_addresses(self) -> set[str]:
         """The addresses of this node's pods, which the API server's proxy may reach."""
         return {w.pod_ip for w in list(self.workers.values()) if w.pod_ip}
@@ -367,7 +385,8 @@ async def _run(args) -> None:
                       cluster_dns=args.cluster_dns, cluster_domain=args.cluster_domain,
                       lease_duration=args.lease_duration,
                       cluster_cidr=args.cluster_cidr, service_cidr=args.service_cluster_ip_range,
-                      nodeport_addresses=args.nodeport_addresses)
+                      nodeport_addresses=args.nodeport_addresses,
+                      metric_resolution=args.metric_resolution)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     for sig in (signal.SIGTERM, signal.SIGINT):
