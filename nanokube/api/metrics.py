@@ -199,7 +199,7 @@ class MetricsAPI:
         self.pods = storages[("", "pods")]
 
     async def handle(self, request: web.Request, route) -> web.Response:
-        if route.plural not in KINDS or route.sub or (route.namespace and route.plural != "pods"):
+        if route.plural not in KINDS or route.subresource or (route.namespace and route.plural != "pods"):
             raise E.StatusError(404, "NotFound", "the server could not find the requested "
                                 "resource", {})
         kind, singular, _ = KINDS[route.plural]
