@@ -124,3 +124,25 @@ def test_printer_columns():
     assert S.table_row(obj)[1] == "FailureTarget"
     work_queue = created(job(parallelism=2))
     assert S.table_row(work_queue)[2] == "0/1 of 2"
+
+
+def test_kubectl_create_job_protobuf_body():
+    """What `kubectl create job` sends (application/vnd.kubernetes.protobuf) decodes."""
+    from nanokube.api import decode
+    from nanokube.api import protobuf as pb
+
+    def field(n, payload: bytes) -> bytes:
+        return bytes([n << 3 | 2, len(payload)]) + payload
+
+    def varint(n, value: int) -> bytes:
+        return bytes([n << 3, value])
+    container = field(1, b"smoke") + field(2, b"busybox") + field(3, b"wget")
+    pod_spec = field(2, container) + field(3, b"Never")
+    spec = field(6, field(2, pod_spec)) + varint(7, 1)
+    raw = field(1, field(1, b"smoke")) + field(2, spec)
+    unknown = field(1, field(1, b"batch/v1") + field(2, b"Job")) + field(2, raw)
+    obj, _ = decode.decode_object(pb.MAGIC + unknown, "application/vnd.kubernetes.protobuf")
+    assert obj["kind"] == "Job" and obj["metadata"]["name"] == "smoke"
+    assert obj["spec"]["backoffLimit"] == 1
+    assert obj["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert obj["spec"]["template"]["spec"]["containers"][0]["command"] == ["wget"]
