@@ -58,6 +58,7 @@ KINDS = [
     ("apps", "v1", "V1ReplicaSet", "io.k8s.api.apps.v1"),
     ("apps", "v1", "V1StatefulSet", "io.k8s.api.apps.v1"),
     ("apps", "v1", "V1ControllerRevision", "io.k8s.api.apps.v1"),
+    ("batch", "v1", "V1Job", "io.k8s.api.batch.v1"),
     ("networking.k8s.io", "v1", "V1Ingress", "io.k8s.api.networking.v1"),
     ("networking.k8s.io", "v1", "V1IngressClass", "io.k8s.api.networking.v1"),
 ]
@@ -163,12 +164,16 @@ PATCH = {
     ("ReplicaSetStatus", "conditions"): ("merge", "type", "map", ["type"]),
     ("StatefulSetSpec", "volumeClaimTemplates"): (None, None, "atomic", None),
     ("StatefulSetStatus", "conditions"): ("merge", "type", "map", ["type"]),
+    ("JobStatus", "conditions"): ("merge", "type", "atomic", None),
     ("PersistentVolumeClaimStatus", "conditions"): ("merge", "type", "map", ["type"]),
     ("EndpointSlice", "endpoints"): (None, None, "atomic", None),
     ("EndpointSlice", "ports"): (None, None, "atomic", None),
     ("IngressSpec", "rules"): (None, None, "atomic", None),
     ("IngressSpec", "tls"): (None, None, "atomic", None),
 }
+
+# Fields the client has that Kubernetes 1.32 has not (left out of the schemas).
+NEWER_FIELDS = {("JobSpec", "scheduling")}
 
 SCALARS = {"str": "string", "int": "integer", "bool": "boolean", "float": "number",
            "bytes": "string", "datetime": "string"}
@@ -290,6 +295,8 @@ class Generator:
         self.types[name] = entry
         required = []
         for attr, type_str in cls.openapi_types.items():
+            if (short, cls.attribute_map[attr]) in NEWER_FIELDS:
+                continue
             f = self.convert_field(cls, short, attr, type_str)
             entry["fields"][cls.attribute_map[attr]] = f
             if is_required(cls, attr):

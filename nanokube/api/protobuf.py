@@ -198,6 +198,18 @@ TYPES: dict[str, dict[int, Field]] = {
     },
     "DeploymentCondition": {1: _f("type"), 2: _f("status"), 4: _f("reason"), 5: _f("message"),
                             6: _f("lastUpdateTime", "time"), 7: _f("lastTransitionTime", "time")},
+    # --- Job (batch/v1): what `kubectl create job` sends (no podFailurePolicy/successPolicy) ---
+    "Job": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "JobSpec")},
+    "JobSpec": {
+        1: _f("parallelism", "int", ptr=True), 2: _f("completions", "int", ptr=True),
+        3: _f("activeDeadlineSeconds", "int", ptr=True),
+        4: _msg("selector", "LabelSelector", ptr=True), 5: _f("manualSelector", "bool", ptr=True),
+        6: _msg("template", "PodTemplateSpec"), 7: _f("backoffLimit", "int", ptr=True),
+        8: _f("ttlSecondsAfterFinished", "int", ptr=True), 9: _f("completionMode", ptr=True),
+        10: _f("suspend", "bool", ptr=True), 12: _f("backoffLimitPerIndex", "int", ptr=True),
+        13: _f("maxFailedIndexes", "int", ptr=True), 14: _f("podReplacementPolicy", ptr=True),
+        15: _f("managedBy", ptr=True),
+    },
     # --- pods ---
     "PodTemplateSpec": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "PodSpec")},
     "PodSpec": {
@@ -311,6 +323,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "Secret"): "Secret",
     ("v1", "ServiceAccount"): "ServiceAccount",
     ("apps/v1", "Deployment"): "Deployment",
+    ("batch/v1", "Job"): "Job",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",

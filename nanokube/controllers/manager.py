@@ -120,12 +120,14 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
+    from nanokube.controllers.job import JobController
     from nanokube.controllers.loadbalancer import LoadBalancerController
     from nanokube.controllers.nodeipam import NodeIpamController
     from nanokube.controllers.nodelifecycle import NodeLifecycleController
     from nanokube.controllers.replicaset import ReplicaSetController
     from nanokube.controllers.scheduler import Scheduler
     from nanokube.controllers.statefulset import StatefulSetController
+    from nanokube.controllers.ttlafterfinished import TTLAfterFinishedController
 
     return [
         NodeIpamController(client, informers, getattr(args, "cluster_cidr", None) or
@@ -136,6 +138,8 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         DeploymentController(client, informers),
         ReplicaSetController(client, informers),
         StatefulSetController(client, informers),
+        JobController(client, informers),
+        TTLAfterFinishedController(client, informers),
         EndpointSliceController(client, informers),
         EndpointsController(client, informers),
         LoadBalancerController(client, informers),

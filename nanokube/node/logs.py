@@ -45,6 +45,12 @@ class LogParser:
                 lines.append(self._pending.pop(stream))
         return lines
 
+    def flush(self) -> list[LogLine]:
+        """Lines left unfinished at the end of the log (no newline was written after them)."""
+        lines = list(self._pending.values())
+        self._pending.clear()
+        return lines
+
 
 def parse_records(data: bytes) -> list[LogLine]:
     return LogParser().feed(data)

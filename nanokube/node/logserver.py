@@ -117,6 +117,9 @@ class LogServer:
                     if not found.running() or _replaced(path, inode):
                         break
                     await asyncio.sleep(FOLLOW_POLL)
+                # The kubelet shows a last line without newline as it is (`wget -qO-`).
+                rest = select_lines(parser.flush(), None, since)
+                await writer.write(b"".join(render(l, timestamps)[:-1] for l in rest))
         except FileNotFoundError:
             pass     # no output yet
         except (ConnectionResetError, asyncio.CancelledError):

@@ -14,6 +14,7 @@ def strategy_classes() -> list[type[Strategy]]:
     from nanokube.registry.event import EventStrategy
     from nanokube.registry.ingress import IngressStrategy
     from nanokube.registry.ingressclass import IngressClassStrategy
+    from nanokube.registry.job import JobStrategy
     from nanokube.registry.lease import LeaseStrategy
     from nanokube.registry.namespace import NamespaceStrategy
     from nanokube.registry.node import NodeStrategy
@@ -25,7 +26,7 @@ def strategy_classes() -> list[type[Strategy]]:
     return [NamespaceStrategy, NodeStrategy, PodStrategy, EndpointsStrategy, ConfigMapStrategy,
             SecretStrategy, ServiceAccountStrategy, EventStrategy, LeaseStrategy,
             EndpointSliceStrategy, DeploymentStrategy, ReplicaSetStrategy, IngressStrategy,
-            IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy]
+            IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy, JobStrategy]
 
 
 def default_registry(config: ServerConfig | None = None) -> Registry:
