@@ -532,7 +532,7 @@ class DeploymentController(Controller):
             # A hash collision with a foreign ReplicaSet: the next hash includes the count.
             status = dict(d.get("status") or {})
             status["collisionCount"] = (status.get("collisionCount") or 0) + 1
-            await self._write_status(d, status)
+            await self.deployments.update_status(d, status)
             raise
         self.rss.write_through(created)
         if _replicas_of(created):
@@ -594,7 +594,7 @@ class DeploymentController(Controller):
         now = time.time()
         status = deployment_status(d, rss, new_rs, now)
         if not _same_status(status, d.get("status") or {}):
-            await self._write_status(d, status)
+            await self.deployments.update_status(d, status)
         deadline = d["spec"].get("progressDeadlineSeconds")
         cond = get_condition({"status": status}, "Progressing")
         if deadline is not None and cond and cond.get("status") == "True" and \
@@ -602,10 +602,3 @@ class DeploymentController(Controller):
             since = parse_time(cond.get("lastUpdateTime")) or now
             return max(1.0, since + deadline - now + 1)
         return None
-
-    async def _write_status(self, d: dict, status: dict) -> None:
-        body = {**d, "status": status,
-                "metadata": {k: v for k, v in d["metadata"].items() if k != "resourceVersion"}}
-        ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
-        updated = await self.client.update(self._d_path(ns, name, "status"), body)
-        self.deployments.write_through(updated)

@@ -48,7 +48,7 @@ class Informer:
                  namespace: str | None = None):
         self.client = client
         self.path = Client.resource_path(group, version, plural, namespace)
-        self.plural = plural
+        self.group, self.version, self.plural = group, version, plural
         self._store: dict[str, dict] = {}
         self._by_namespace: dict[str, set[str]] = {}
         self._handlers: list[Handler] = []
@@ -102,6 +102,18 @@ class Informer:
                 self._remove(key)
             return
         self._set(obj)
+
+    async def update_status(self, obj: dict, status: dict) -> None:
+        """Write a status a controller computed through the status subresource, if it changed
+        (no resourceVersion: the controller owns status), and cache the answer."""
+        if status == (obj.get("status") or {}):
+            return
+        meta = obj["metadata"]
+        body = {**obj, "status": status,
+                "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+        self.write_through(await self.client.update(Client.resource_path(
+            self.group, self.version, self.plural, meta.get("namespace"), meta["name"],
+            "status"), body))
 
     def _notify(self, old: dict | None, new: dict | None) -> None:
         for handler in self._handlers:

@@ -259,7 +259,6 @@ def plan(job: dict, pods: list[dict], now: float | None = None) -> Plan:
         return out
     indexed = spec.get("completionMode") == INDEXED
     completions = spec.get("completions")
-    parallelism = spec.get("parallelism") or 0
     suspended = bool(spec.get("suspend"))
     active = [p for p in pods if is_active(p)]
     terminating = [p for p in pods if is_terminating(p)]
@@ -392,7 +391,7 @@ class JobController(Controller):
         decided = plan(job, pods)
         error = await self._delete(job, decided.delete)
         error = await self._create(job, decided.create) or error
-        await self._write_status(job, decided.status)
+        await self.jobs.update_status(job, decided.status)
         for type_, reason, message in decided.events:
             self.recorder.record(job, type_, reason, message)
         if error is not None:
@@ -433,13 +432,3 @@ class JobController(Controller):
                 self.pods.write_through(None, f"{ns}/{name}")
             self.recorder.record(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {name}")
         return None
-
-    async def _write_status(self, job: dict, status: dict) -> None:
-        if status == (job.get("status") or {}):
-            return
-        body = {**job, "status": status,
-                "metadata": {k: v for k, v in job["metadata"].items() if k != "resourceVersion"}}
-        ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        updated = await self.client.update(self.client.resource_path(
-            "batch", "v1", "jobs", ns, name, "status"), body)
-        self.jobs.write_through(updated)

@@ -406,7 +406,7 @@ class StatefulSetController(Controller):
                        collision_count=collision)
         error = await self._run(sts, decided.actions,
                                 sts["spec"].get("podManagementPolicy") == "Parallel")
-        await self._write_status(sts, decided.status)
+        await self.sets.update_status(sts, decided.status)
         await self._prune(sts, revisions + ([update_rev] if update not in names else []),
                           pods, current, update)
         if error is not None:
@@ -441,7 +441,7 @@ class StatefulSetController(Controller):
                     (controller_ref(existing) or {}).get("uid") == sts["metadata"]["uid"]:
                 return existing
             # A hash collision: another name next time (collisionCount), as Kubernetes does.
-            await self._write_status(sts, {**(sts.get("status") or {}),
+            await self.sets.update_status(sts, {**(sts.get("status") or {}),
                                            "collisionCount": collision + 1})
             raise
         self.revisions.write_through(created)
@@ -535,13 +535,3 @@ class StatefulSetController(Controller):
                              f"nanokube has no persistent volumes: no PersistentVolumeClaim "
                              f"is made for volumeClaimTemplates [{names}]; the pods run "
                              f"without them (nothing is mounted)")
-
-    async def _write_status(self, sts: dict, status: dict) -> None:
-        if status == (sts.get("status") or {}):
-            return
-        body = {**sts, "status": status,
-                "metadata": {k: v for k, v in sts["metadata"].items() if k != "resourceVersion"}}
-        ns, name = sts["metadata"]["namespace"], sts["metadata"]["name"]
-        updated = await self.client.update(self.client.resource_path(
-            "apps", "v1", "statefulsets", ns, name, "status"), body)
-        self.sets.write_through(updated)
