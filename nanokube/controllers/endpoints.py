@@ -11,6 +11,7 @@ import logging
 from nanokube.api.errors import StatusError
 from nanokube.controllers.endpointslice import (HEADLESS_LABEL, TRIGGER_TIME, endpoint_ports,
                                                 selector_matches, trigger_time)
+from nanokube.controllers.endpointslicemirroring import SKIP_MIRROR_LABEL
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.manager import Controller, is_pod_ready, is_pod_terminal
 
@@ -72,6 +73,8 @@ def endpoints_labels(service: dict) -> dict:
         labels[HEADLESS_LABEL] = ""
     else:
         labels.pop(HEADLESS_LABEL, None)
+    # The EndpointSlice controller already makes this Service's slices: not to be mirrored.
+    labels[SKIP_MIRROR_LABEL] = "true"
     return labels
 
 

@@ -325,19 +325,24 @@ class EndpointSliceController(Controller):
         return None
 
     async def _apply(self, ns: str, creates, updates, deletes) -> None:
-        path = self.client.resource_path("discovery.k8s.io", "v1", "endpointslices", ns)
         stamp = trigger_time()
         for sl in [*creates, *updates]:
             sl["metadata"].setdefault("annotations", {})[TRIGGER_TIME] = stamp
-        for sl in updates:
-            updated = await self.client.update(f"{path}/{sl['metadata']['name']}", sl)
-            self.slices.write_through(updated)
-        for sl in creates:
-            self.slices.write_through(await self.client.create(path, sl))
-        for sl in deletes:
-            try:
-                await self.client.delete(f"{path}/{sl['metadata']['name']}")
-            except StatusError as e:
-                if e.code != 404:
-                    raise
-            self.slices.write_through(None, object_key(sl))
+        await write_slices(self.client, self.slices, ns, creates, updates, deletes)
+
+
+async def write_slices(client, slices, ns: str, creates, updates, deletes) -> None:
+    """Update, create, then delete EndpointSlices, writing each answer through to the `slices`
+    informer (a slice already gone counts as deleted)."""
+    path = client.resource_path("discovery.k8s.io", "v1", "endpointslices", ns)
+    for sl in updates:
+        slices.write_through(await client.update(f"{path}/{sl['metadata']['name']}", sl))
+    for sl in creates:
+        slices.write_through(await client.create(path, sl))
+    for sl in deletes:
+        try:
+            await client.delete(f"{path}/{sl['metadata']['name']}")
+        except StatusError as e:
+            if e.code != 404:
+                raise
+        slices.write_through(None, object_key(sl))

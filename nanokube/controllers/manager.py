@@ -120,6 +120,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
+    from nanokube.controllers.endpointslicemirroring import EndpointSliceMirroringController
     from nanokube.controllers.job import JobController
     from nanokube.controllers.loadbalancer import LoadBalancerController
     from nanokube.controllers.nodeipam import NodeIpamController
@@ -141,6 +142,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         JobController(client, informers),
         TTLAfterFinishedController(client, informers),
         EndpointSliceController(client, informers),
+        EndpointSliceMirroringController(client, informers),
         EndpointsController(client, informers),
         LoadBalancerController(client, informers),
     ]

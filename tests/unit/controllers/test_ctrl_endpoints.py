@@ -44,4 +44,5 @@ def test_different_ports_make_different_subsets_and_publish_not_ready():
 
 def test_no_pods_no_subsets_and_headless_label():
     assert endpoint_subsets(SERVICE, []) == []
-    assert endpoints_labels(SERVICE) == {"a": "b", "service.kubernetes.io/headless": ""}
+    assert endpoints_labels(SERVICE) == {"a": "b", "service.kubernetes.io/headless": "",
+                                         "endpointslice.kubernetes.io/skip-mirror": "true"}
