@@ -117,6 +117,7 @@ def is_pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:
 
 
 def build_controllers(client: Client, informers: InformerFactory, args) -> list[Controller]:
+    from nanokube.controllers.daemonset import DaemonSetController
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
@@ -139,6 +140,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         DeploymentController(client, informers),
         ReplicaSetController(client, informers),
         StatefulSetController(client, informers),
+        DaemonSetController(client, informers),
         JobController(client, informers),
         TTLAfterFinishedController(client, informers),
         EndpointSliceController(client, informers),

@@ -176,7 +176,8 @@ def revision_hash(data: dict, collision_count: int = 0) -> str:
 
 
 def new_revision(sts: dict, number: int, collision_count: int = 0) -> dict:
-    """A ControllerRevision <set>-<hash> holding the set's template (newRevision)."""
+    """A ControllerRevision <set>-<hash> holding the set's template (newRevision), owned by the
+    set (a StatefulSet or, for the DaemonSet controller, a DaemonSet: its `kind`)."""
     data = revision_data(sts)
     meta = sts["metadata"]
     tmeta = (sts["spec"].get("template") or {}).get("metadata") or {}
@@ -184,7 +185,9 @@ def new_revision(sts: dict, number: int, collision_count: int = 0) -> dict:
            "metadata": {"name": f"{meta['name']}-{revision_hash(data, collision_count)}",
                         "namespace": meta["namespace"],
                         "labels": dict(tmeta.get("labels") or {}),
-                        "ownerReferences": [owner_reference(sts, "apps/v1", "StatefulSet")]},
+                        # the DaemonSet controller makes its revisions here too
+                        "ownerReferences": [owner_reference(sts, "apps/v1",
+                                                            sts.get("kind") or "StatefulSet")]},
            "data": data, "revision": number}
     if meta.get("annotations"):       # kubectl rollout history shows the change-cause
         out["metadata"]["annotations"] = dict(meta["annotations"])
