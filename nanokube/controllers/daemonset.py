@@ -270,6 +270,14 @@ def plan(ds: dict, nodes: list[dict], pods: list[dict], update_hash: str,
     return out
 
 
+def _placement(node: dict) -> tuple:
+    """What of a node decides whether daemon pods run there."""
+    ready = next((c.get("status") for c in (node.get("status") or {}).get("conditions") or []
+                  if c.get("type") == "Ready"), None)
+    spec = node.get("spec") or {}
+    return (node["metadata"].get("labels"), spec.get("taints"), spec.get("unschedulable"), ready)
+
+
 def _surge_pair(live: list[dict], update_hash: str) -> bool:
     """An old and a new pod on one node: a surge in progress, which the rolling update ends."""
     return len(live) == 2 and len({pod_hash(p) == update_hash for p in live}) == 2
@@ -305,7 +313,10 @@ class DaemonSetController(Controller):
             self.enqueue(f"{obj['metadata']['namespace']}/{ref.get('name')}")
 
     def _on_node(self, old: dict | None, new: dict | None) -> None:
-        """A node came, went or changed its labels, taints or readiness: every set looks."""
+        """A node came, went or changed its labels, taints or readiness: every set looks
+        (status heartbeats alone do not matter: shouldIgnoreNodeUpdate)."""
+        if old is not None and new is not None and _placement(old) == _placement(new):
+            return
         for key in self.sets.keys():
             self.enqueue(key)
 

@@ -218,3 +218,13 @@ def test_table_row():
     assert [c.name for c in s.columns] == ["Name", "Desired", "Current", "Ready", "Up-to-date",
                                            "Available", "Node Selector", "Age", "Containers",
                                            "Images", "Selector"]
+
+
+def test_only_node_changes_that_matter_wake_the_sets():
+    from nanokube.controllers.daemonset import _placement
+    before = node("node-0")
+    heartbeat = node("node-0")
+    heartbeat["status"]["conditions"][0]["lastHeartbeatTime"] = "2024-01-01T00:00:10Z"
+    assert _placement(before) == _placement(heartbeat)
+    assert _placement(before) != _placement(node("node-0", role="edge"))
+    assert _placement(before) != _placement(node("node-0", ready=False))
