@@ -31,7 +31,8 @@ from nanokube.controllers.manager import (Controller, controller_ref, is_pod_ava
                                           is_pod_ready, owner_reference)
 from nanokube.controllers.scheduler import node_selector_matches, tolerates
 from nanokube.controllers.statefulset import (REVISION_LABEL, StatefulSetController,
-                                              apply_revision, revisions_to_prune)
+                                              apply_revision, is_terminating,
+                                              revisions_to_prune)
 
 COMPONENT = "daemonset-controller"
 
@@ -101,10 +102,6 @@ def target_node(pod: dict) -> str:
 
 def pod_hash(pod: dict) -> str:
     return (pod["metadata"].get("labels") or {}).get(REVISION_LABEL, "")
-
-
-def is_terminating(pod: dict) -> bool:
-    return bool(pod["metadata"].get("deletionTimestamp"))
 
 
 def should_run(ds: dict, node: dict) -> tuple[bool, bool]:
@@ -372,18 +369,11 @@ class DaemonSetController(Controller):
                                  f"Created pod: {created['metadata']['name']}")
             return
         pod = action.pod
-        name = pod["metadata"]["name"]
         try:
-            gone = await self.client.delete(self.client.resource_path(
-                "", "v1", "pods", ns, name), {"kind": "DeleteOptions", "apiVersion": "v1",
-                                              "preconditions": {"uid": pod["metadata"]["uid"]}})
-        except StatusError as e:
-            if e.code in (404, 409):
+            if not await self.pods.delete(pod):
                 return
+        except StatusError as e:
             self.recorder.record(ds, WARNING, "FailedDelete", f"Error deleting: {e.message}")
             raise
-        if isinstance(gone, dict) and gone.get("kind") == "Pod" and is_terminating(gone):
-            self.pods.write_through(gone)
-        else:
-            self.pods.write_through(None, f"{ns}/{name}")
-        self.recorder.record(ds, NORMAL, "SuccessfulDelete", f"Deleted pod: {name}")
+        self.recorder.record(ds, NORMAL, "SuccessfulDelete",
+                             f"Deleted pod: {pod['metadata']['name']}")

@@ -115,6 +115,27 @@ class Informer:
             self.group, self.version, self.plural, meta.get("namespace"), meta["name"],
             "status"), body))
 
+    async def delete(self, obj: dict) -> bool:
+        """Delete this very object (a uid precondition: not a namesake made since) and cache
+        the answer: still there while it terminates, else gone. False when it was already
+        gone or replaced (404, 409); other errors are raised."""
+        meta = obj["metadata"]
+        try:
+            gone = await self.client.delete(Client.resource_path(
+                self.group, self.version, self.plural, meta.get("namespace"), meta["name"]),
+                {"kind": "DeleteOptions", "apiVersion": "v1",
+                 "preconditions": {"uid": meta["uid"]}})
+        except StatusError as e:
+            if e.code in (404, 409):
+                return False
+            raise
+        if isinstance(gone, dict) and gone.get("kind") != "Status" and \
+                (gone.get("metadata") or {}).get("deletionTimestamp"):
+            self.write_through(gone)
+        else:
+            self.write_through(None, object_key(obj))
+        return True
+
     def _notify(self, old: dict | None, new: dict | None) -> None:
         for handler in self._handlers:
             try:

@@ -413,22 +413,13 @@ class JobController(Controller):
         return None
 
     async def _delete(self, job: dict, pods: list[dict]) -> Exception | None:
-        ns = job["metadata"]["namespace"]
         for pod in pods:
-            name = pod["metadata"]["name"]
             try:
-                gone = await self.client.delete(
-                    self.client.resource_path("", "v1", "pods", ns, name),
-                    {"kind": "DeleteOptions", "apiVersion": "v1",
-                     "preconditions": {"uid": pod["metadata"]["uid"]}})
-            except StatusError as e:
-                if e.code in (404, 409):
+                if not await self.pods.delete(pod):
                     continue
+            except StatusError as e:
                 self.recorder.record(job, WARNING, "FailedDelete", f"Error deleting: {e.message}")
                 return e
-            if isinstance(gone, dict) and gone.get("kind") == "Pod":
-                self.pods.write_through(gone)
-            else:
-                self.pods.write_through(None, f"{ns}/{name}")
-            self.recorder.record(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {name}")
+            self.recorder.record(job, NORMAL, "SuccessfulDelete",
+                                 f"Deleted pod: {pod['metadata']['name']}")
         return None

@@ -503,19 +503,12 @@ class StatefulSetController(Controller):
                 self.recorder.record(sts, NORMAL, "RecreatingTerminatedPod", f"StatefulSet "
                                      f"{ns}/{set_name} is recreating terminated Pod {name}")
             try:
-                gone = await self.client.delete(self.client.resource_path(
-                    "", "v1", "pods", ns, name), {"kind": "DeleteOptions", "apiVersion": "v1",
-                                                  "preconditions": {"uid": pod["metadata"]["uid"]}})
-            except StatusError as e:
-                if e.code in (404, 409):   # already gone, or replaced meanwhile
+                if not await self.pods.delete(pod):    # already gone, or replaced meanwhile
                     return
+            except StatusError as e:
                 self.recorder.record(sts, WARNING, "FailedDelete", f"delete Pod {name} in "
                                      f"StatefulSet {set_name} failed error: {e.message}")
                 raise
-            if isinstance(gone, dict) and gone.get("kind") == "Pod" and is_terminating(gone):
-                self.pods.write_through(gone)
-            else:
-                self.pods.write_through(None, f"{ns}/{name}")
             self.recorder.record(sts, NORMAL, "SuccessfulDelete",
                                  f"delete Pod {name} in StatefulSet {set_name} successful")
         else:
