@@ -8,6 +8,7 @@ def strategy_classes() -> list[type[Strategy]]:
     """Every kind but Service, in the order discovery lists them."""
     from nanokube.registry.configmap import ConfigMapStrategy
     from nanokube.registry.controllerrevision import ControllerRevisionStrategy
+    from nanokube.registry.cronjob import CronJobStrategy
     from nanokube.registry.deployment import DeploymentStrategy
     from nanokube.registry.endpoints import EndpointsStrategy
     from nanokube.registry.endpointslice import EndpointSliceStrategy
@@ -26,7 +27,8 @@ def strategy_classes() -> list[type[Strategy]]:
     return [NamespaceStrategy, NodeStrategy, PodStrategy, EndpointsStrategy, ConfigMapStrategy,
             SecretStrategy, ServiceAccountStrategy, EventStrategy, LeaseStrategy,
             EndpointSliceStrategy, DeploymentStrategy, ReplicaSetStrategy, IngressStrategy,
-            IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy, JobStrategy]
+            IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy, JobStrategy,
+            CronJobStrategy]
 
 
 def default_registry(config: ServerConfig | None = None) -> Registry:
