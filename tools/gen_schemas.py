@@ -60,6 +60,7 @@ KINDS = [
     ("apps", "v1", "V1ControllerRevision", "io.k8s.api.apps.v1"),
     ("apps", "v1", "V1DaemonSet", "io.k8s.api.apps.v1"),
     ("batch", "v1", "V1Job", "io.k8s.api.batch.v1"),
+    ("batch", "v1", "V1CronJob", "io.k8s.api.batch.v1"),
     ("networking.k8s.io", "v1", "V1Ingress", "io.k8s.api.networking.v1"),
     ("networking.k8s.io", "v1", "V1IngressClass", "io.k8s.api.networking.v1"),
 ]

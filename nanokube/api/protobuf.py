@@ -210,6 +210,16 @@ TYPES: dict[str, dict[int, Field]] = {
         13: _f("maxFailedIndexes", "int", ptr=True), 14: _f("podReplacementPolicy", ptr=True),
         15: _f("managedBy", ptr=True),
     },
+    # --- CronJob (batch/v1): what `kubectl create cronjob` sends ---
+    "CronJob": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "CronJobSpec")},
+    "CronJobSpec": {
+        1: _f("schedule"), 2: _f("startingDeadlineSeconds", "int", ptr=True),
+        3: _f("concurrencyPolicy"), 4: _f("suspend", "bool", ptr=True),
+        5: _msg("jobTemplate", "JobTemplateSpec"),
+        6: _f("successfulJobsHistoryLimit", "int", ptr=True),
+        7: _f("failedJobsHistoryLimit", "int", ptr=True), 8: _f("timeZone", ptr=True),
+    },
+    "JobTemplateSpec": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "JobSpec")},
     # --- pods ---
     "PodTemplateSpec": {1: _msg("metadata", "ObjectMeta"), 2: _msg("spec", "PodSpec")},
     "PodSpec": {
@@ -324,6 +334,7 @@ KINDS: dict[tuple[str, str], str] = {
     ("v1", "ServiceAccount"): "ServiceAccount",
     ("apps/v1", "Deployment"): "Deployment",
     ("batch/v1", "Job"): "Job",
+    ("batch/v1", "CronJob"): "CronJob",
     ("networking.k8s.io/v1", "Ingress"): "Ingress",
     ("authentication.k8s.io/v1", "TokenRequest"): "TokenRequest",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",

@@ -118,6 +118,7 @@ def is_pod_available(pod: dict, min_ready_seconds: int, now: float) -> bool:
 
 def build_controllers(client: Client, informers: InformerFactory, args) -> list[Controller]:
     from nanokube.controllers.daemonset import DaemonSetController
+    from nanokube.controllers.cronjob import CronJobController
     from nanokube.controllers.deployment import DeploymentController
     from nanokube.controllers.endpoints import EndpointsController
     from nanokube.controllers.endpointslice import EndpointSliceController
@@ -143,6 +144,7 @@ def build_controllers(client: Client, informers: InformerFactory, args) -> list[
         DaemonSetController(client, informers),
         JobController(client, informers),
         TTLAfterFinishedController(client, informers),
+        CronJobController(client, informers),
         EndpointSliceController(client, informers),
         EndpointSliceMirroringController(client, informers),
         EndpointsController(client, informers),

@@ -9,6 +9,7 @@ def strategy_classes() -> list[type[Strategy]]:
     from nanokube.registry.configmap import ConfigMapStrategy
     from nanokube.registry.controllerrevision import ControllerRevisionStrategy
     from nanokube.registry.daemonset import DaemonSetStrategy
+    from nanokube.registry.cronjob import CronJobStrategy
     from nanokube.registry.deployment import DeploymentStrategy
     from nanokube.registry.endpoints import EndpointsStrategy
     from nanokube.registry.endpointslice import EndpointSliceStrategy
@@ -28,7 +29,7 @@ def strategy_classes() -> list[type[Strategy]]:
             SecretStrategy, ServiceAccountStrategy, EventStrategy, LeaseStrategy,
             EndpointSliceStrategy, DeploymentStrategy, ReplicaSetStrategy, IngressStrategy,
             IngressClassStrategy, StatefulSetStrategy, ControllerRevisionStrategy, JobStrategy,
-            DaemonSetStrategy]
+            DaemonSetStrategy, CronJobStrategy]
 
 
 def default_registry(config: ServerConfig | None = None) -> Registry:

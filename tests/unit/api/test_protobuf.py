@@ -124,7 +124,7 @@ def test_decode_object_accepts_protobuf_content_type():
 
 
 def test_unknown_kind_is_415():
-    body = envelope("batch/v1", "CronJob", msg(field(1, msg(field(1, "j")))))
+    body = envelope("policy/v1", "PodDisruptionBudget", msg(field(1, msg(field(1, "j")))))
     with pytest.raises(E.StatusError) as err:
         decode.decode_object(body, PROTOBUF)
     assert err.value.code == 415

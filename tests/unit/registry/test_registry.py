@@ -34,7 +34,8 @@ def test_every_kind_is_registered_with_its_discovery_names():
     assert got[("apps", "controllerrevisions")] == ("ControllerRevision", (), (), True)
     assert got[("batch", "jobs")] == ("Job", (), ("all",), True)
     assert got[("apps", "daemonsets")] == ("DaemonSet", ("ds",), ("all",), True)
-    assert len(got) == 26
+    assert got[("batch", "cronjobs")] == ("CronJob", ("cj",), ("all",), True)
+    assert len(got) == 27
     assert got[("metallb.io", "ipaddresspools")] == ("IPAddressPool", (), (), True)
     assert got[("metallb.io", "l2advertisements")] == ("L2Advertisement", (), (), True)
 
