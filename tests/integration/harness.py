@@ -4,6 +4,7 @@
 collects several test folders with a conftest each.)"""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -119,6 +120,20 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@contextlib.contextmanager
+def cluster_up(tmp: Path, prefix: str, nodes: int = 1, timeout: float = 60):
+    """A test module's cluster: `nanokube up`, then `down` also when the module fails, and
+    nothing of it left behind afterwards."""
+    require_kubectl()
+    c = ClusterRun(tmp, prefix=prefix)
+    try:
+        c.nk("up", "--nodes", str(nodes), timeout=timeout)
+        yield c
+    finally:
+        c.nk("down", check=False)
+    assert leftovers(c.name) == []
 
 
 class ClusterRun:

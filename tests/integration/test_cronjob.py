@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from harness import ClusterRun, leftovers, require_kubectl, wait_for
+from harness import ClusterRun, cluster_up, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -18,14 +18,8 @@ SCHEDULED = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    require_kubectl()
-    c = ClusterRun(tmp_path_factory.mktemp("cronjob"), prefix="cj")
-    try:
-        c.nk("up", "--nodes", "1", timeout=60)
+    with cluster_up(tmp_path_factory.mktemp("cronjob"), "cj") as c:
         yield c
-    finally:
-        c.nk("down", check=False)
-    assert leftovers(c.name) == []
 
 
 def complete(job: dict) -> bool:

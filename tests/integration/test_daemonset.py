@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from harness import ClusterRun, leftovers, require_kubectl, wait_for
+from harness import ClusterRun, cluster_up, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -30,14 +30,8 @@ def daemonset(name: str, node_selector: dict | None = None) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    require_kubectl()
-    c = ClusterRun(tmp_path_factory.mktemp("ds"), prefix="ds")
-    try:
-        c.nk("up", "--nodes", "2", timeout=90)
+    with cluster_up(tmp_path_factory.mktemp("ds"), "ds", nodes=2, timeout=90) as c:
         yield c
-    finally:
-        c.nk("down", check=False)
-    assert leftovers(c.name) == []
 
 
 def pods(c: ClusterRun, app: str) -> list[dict]:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from harness import ClusterRun, leftovers, require_kubectl, wait_for
+from harness import ClusterRun, cluster_up, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -39,14 +39,8 @@ def manual_endpoints(ips: list[str]) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    require_kubectl()
-    c = ClusterRun(tmp_path_factory.mktemp("mirror"), prefix="m")
-    try:
-        c.nk("up", "--nodes", "1", timeout=60)
+    with cluster_up(tmp_path_factory.mktemp("mirror"), "m") as c:
         yield c
-    finally:
-        c.nk("down", check=False)
-    assert leftovers(c.name) == []
 
 
 def apply(c: ClusterRun, obj: dict) -> None:

@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from harness import ROOT, ClusterRun, leftovers, require_kubectl, stop_process, wait_for
+from harness import ROOT, ClusterRun, cluster_up, stop_process, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
 
@@ -25,14 +25,8 @@ CLIENT = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dns-client"},
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    require_kubectl()
-    c = ClusterRun(tmp_path_factory.mktemp("sts"), prefix="s")
-    try:
-        c.nk("up", "--nodes", "1", timeout=60)
+    with cluster_up(tmp_path_factory.mktemp("sts"), "s") as c:
         yield c
-    finally:
-        c.nk("down", check=False)
-    assert leftovers(c.name) == []
 
 
 def pods(c: ClusterRun) -> dict[str, dict]:
