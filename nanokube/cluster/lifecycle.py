@@ -105,6 +105,19 @@ def _end(pids: list[int], grace: float = 3.0) -> None:
     _reap()
 
 
+def _end_containers(pids: list[int], grace: float = 3.0) -> None:
+    """Containers as the agent ends them: SIGTERM to the process, then SIGKILL to its whole
+    process group (each container leads one), so that what a shell started goes too even
+    when the shell itself went at the SIGTERM."""
+    _end(pids, grace)
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _reap()
+
+
 def _pod_pids(cdir: Path) -> list[int]:
     """Container processes the agents recorded (nodes/<node>/pods/<uid>/pids: `name pid`)."""
     pids = []
@@ -393,7 +406,8 @@ def _teardown(cdir: Path, state: dict) -> None:
     pids = list(state.get("pids", {}).values())
     agents = [p for k, p in state.get("pids", {}).items() if k.startswith("agent-")]
     _end(agents)                       # agents first: they stop recording new pods
-    _end(_pod_pids(cdir) + [p for p in pids if p not in agents])
+    _end_containers(_pod_pids(cdir))
+    _end([p for p in pids if p not in agents])
     if state.get("network"):
         network.destroy(network.ClusterNet.from_dict(state["network"]))
     shutil.rmtree(cdir, ignore_errors=True)

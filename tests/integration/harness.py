@@ -102,6 +102,21 @@ def leftovers(name: str) -> list[str]:
     return found + [line for line in links.splitlines() if f"nk-{name}" in line]
 
 
+def processes_under(path: Path) -> list[str]:
+    """Processes whose command line names `path` (a test cluster's home: its pods' launchers
+    and log pumps do): after `down`, none may be left."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if str(path) in argv:
+                found.append(f"{entry.name} {argv.strip()}")
+    return found
+
+
 def stop_process(proc: subprocess.Popen | None, timeout: float = 10) -> None:
     """SIGTERM a process this test started, SIGKILL if it lingers."""
     if proc is not None and proc.poll() is None:
@@ -134,6 +149,7 @@ def cluster_up(tmp: Path, prefix: str, nodes: int = 1, timeout: float = 60):
     finally:
         c.nk("down", check=False)
     assert leftovers(c.name) == []
+    assert processes_under(c.home) == []
 
 
 class ClusterRun:

@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from harness import ClusterRun, leftovers, require_kubectl, wait_for
+from harness import ClusterRun, leftovers, processes_under, require_kubectl, wait_for
 from nanokube.api.errors import StatusError
 from nanokube.client import Client
 
@@ -48,6 +48,7 @@ def cluster(tmp_path_factory):
     finally:
         c.nk("down", check=False)
     assert leftovers(c.name) == []
+    assert processes_under(c.home) == []     # the shells' `sleep` children too
 
 
 def rows(output: str) -> list[list[str]]:
