@@ -30,7 +30,7 @@ from nanokube.apitime import parse_time
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
 from nanokube.controllers.job import rfc3339
-from nanokube.controllers.manager import Controller, controller_ref, owner_reference
+from nanokube.controllers.manager import Controller, controlled_by, owner_key, owner_reference
 from nanokube.registry.cronjob import (FORBID, REPLACE, ScheduleError, last_at_or_before,
                                        location, parse_schedule, scheduled_after)
 from nanokube.registry.job import has_condition
@@ -219,19 +219,14 @@ class CronJobController(Controller):
         self.jobs.add_handler(self._on_job)
 
     def _on_job(self, old: dict | None, new: dict | None) -> None:
-        job = new or old
-        ref = controller_ref(job)
-        if ref and ref.get("kind") == "CronJob":
-            self.enqueue(f"{job['metadata']['namespace']}/{ref.get('name')}")
+        self.enqueue(owner_key(new or old, "CronJob"))
 
     async def reconcile(self, key: str) -> float | None:
         cronjob = self.cronjobs.get(key)
         if cronjob is None:
             return None
         cronjob = {**cronjob, "apiVersion": "batch/v1", "kind": "CronJob"}
-        uid = cronjob["metadata"]["uid"]
-        jobs = [j for j in self.jobs.list(cronjob["metadata"]["namespace"])
-                if (controller_ref(j) or {}).get("uid") == uid]
+        jobs = controlled_by(self.jobs.list(cronjob["metadata"]["namespace"]), cronjob)
         decided = plan(cronjob, jobs, self.clock())
         for type_, reason, message in decided.events:
             self.recorder.record(cronjob, type_, reason, message)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from nanokube.api.errors import StatusError
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import (Controller, controller_ref, is_pod_available,
-                                          is_pod_ready, owner_reference)
+from nanokube.controllers.manager import (Controller, controlled_by, is_pod_available, is_pod_ready,
+                                          owner_key, owner_reference)
 from nanokube.controllers.scheduler import node_selector_matches, tolerates
 from nanokube.controllers.statefulset import (REVISION_LABEL, StatefulSetController,
                                               apply_revision, is_terminating,
@@ -304,10 +304,7 @@ class DaemonSetController(Controller):
         self.nodes.add_handler(self._on_node)
 
     def _on_owned(self, old: dict | None, new: dict | None) -> None:
-        obj = new or old
-        ref = controller_ref(obj)
-        if ref and ref.get("kind") == "DaemonSet":
-            self.enqueue(f"{obj['metadata']['namespace']}/{ref.get('name')}")
+        self.enqueue(owner_key(new or old, "DaemonSet"))
 
     def _on_node(self, old: dict | None, new: dict | None) -> None:
         """A node came, went or changed its labels, taints or readiness: every set looks
@@ -318,9 +315,7 @@ class DaemonSetController(Controller):
             self.enqueue(key)
 
     def _owned(self, informer, ds: dict) -> list[dict]:
-        uid = ds["metadata"]["uid"]
-        return [o for o in informer.list(ds["metadata"]["namespace"])
-                if (controller_ref(o) or {}).get("uid") == uid]
+        return controlled_by(informer.list(ds["metadata"]["namespace"]), ds)
 
     async def reconcile(self, key: str) -> float | None:
         ds = self.sets.get(key)

@@ -17,7 +17,7 @@ from nanokube.api.errors import StatusError
 from nanokube.apitime import now_rfc3339, parse_time
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
+from nanokube.controllers.manager import (Controller, controller_ref, get_condition, owner_key,
                                           owner_reference)
 
 log = logging.getLogger("nanokube.deployment")
@@ -440,23 +440,17 @@ class DeploymentController(Controller):
         self.rss.add_handler(self._on_rs)
         self.pods.add_handler(self._on_pod)
 
-    def _owner_key(self, obj: dict, kind: str) -> str | None:
-        ref = controller_ref(obj)
-        if ref and ref.get("kind") == kind:
-            return f"{obj['metadata']['namespace']}/{ref.get('name')}"
-        return None
-
     def _on_rs(self, old: dict | None, new: dict | None) -> None:
-        self.enqueue(self._owner_key(new or old, "Deployment"))
+        self.enqueue(owner_key(new or old, "Deployment"))
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         """Recreate waits for the old pods to be gone: their deletion is news."""
         if new is not None:
             return
-        rs_key = self._owner_key(old, "ReplicaSet")
+        rs_key = owner_key(old, "ReplicaSet")
         rs = self.rss.get(rs_key) if rs_key else None
         if rs is not None:
-            self.enqueue(self._owner_key(rs, "Deployment"))
+            self.enqueue(owner_key(rs, "Deployment"))
 
     def _rs_path(self, ns: str, name: str | None = None, sub: str | None = None) -> str:
         return self.client.resource_path("apps", "v1", "replicasets", ns, name, sub)

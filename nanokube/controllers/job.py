@@ -35,7 +35,7 @@ from nanokube.api.errors import StatusError
 from nanokube.apitime import parse_time
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import (Controller, controller_ref, is_pod_ready,
+from nanokube.controllers.manager import (Controller, controlled_by, is_pod_ready, owner_key,
                                           owner_reference)
 from nanokube.registry.job import COMPLETION_INDEX, INDEXED
 
@@ -375,19 +375,14 @@ class JobController(Controller):
         self.pods.add_handler(self._on_pod)
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
-        pod = new or old
-        ref = controller_ref(pod)
-        if ref and ref.get("kind") == "Job":
-            self.enqueue(f"{pod['metadata']['namespace']}/{ref.get('name')}")
+        self.enqueue(owner_key(new or old, "Job"))
 
     async def reconcile(self, key: str) -> float | None:
         job = self.jobs.get(key)
         if job is None or job["metadata"].get("deletionTimestamp"):
             return None
         job = {**job, "apiVersion": "batch/v1", "kind": "Job"}
-        uid = job["metadata"]["uid"]
-        pods = [p for p in self.pods.list(job["metadata"]["namespace"])
-                if (controller_ref(p) or {}).get("uid") == uid]
+        pods = controlled_by(self.pods.list(job["metadata"]["namespace"]), job)
         decided = plan(job, pods)
         error = await self._delete(job, decided.delete)
         error = await self._create(job, decided.create) or error

@@ -79,6 +79,20 @@ def controller_ref(obj: dict) -> dict | None:
     return None
 
 
+def owner_key(obj: dict, kind: str) -> str | None:
+    """The queue key of the `kind` that controls `obj` (its controller ownerReference)."""
+    ref = controller_ref(obj)
+    if ref and ref.get("kind") == kind:
+        return f"{obj['metadata']['namespace']}/{ref.get('name')}"
+    return None
+
+
+def controlled_by(objs: list[dict], owner: dict) -> list[dict]:
+    """The objects whose controller ownerReference is `owner` (by uid)."""
+    uid = owner["metadata"]["uid"]
+    return [o for o in objs if (controller_ref(o) or {}).get("uid") == uid]
+
+
 def owner_reference(owner: dict, api_version: str, kind: str) -> dict:
     return {"apiVersion": api_version, "kind": kind, "name": owner["metadata"]["name"],
             "uid": owner["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}

@@ -16,8 +16,8 @@ from nanokube.api.errors import StatusError
 from nanokube.apitime import parse_time
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import (Controller, controller_ref, get_condition,
-                                          is_pod_active, is_pod_available, is_pod_ready,
+from nanokube.controllers.manager import (Controller, controller_ref, get_condition, is_pod_active,
+                                          is_pod_available, is_pod_ready, owner_key,
                                           owner_reference)
 
 log = logging.getLogger("nanokube.replicaset")
@@ -141,10 +141,9 @@ class ReplicaSetController(Controller):
 
     def _on_pod(self, old: dict | None, new: dict | None) -> None:
         pod = new or old
-        ref = controller_ref(pod)
-        if not ref or ref.get("kind") != "ReplicaSet":
+        key = owner_key(pod, "ReplicaSet")
+        if key is None:
             return
-        key = f"{pod['metadata']['namespace']}/{ref.get('name')}"
         if old is None:
             if pod["metadata"].get("deletionTimestamp"):
                 self.expectations.deletion_observed(key)

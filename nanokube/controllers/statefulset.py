@@ -29,7 +29,8 @@ from nanokube.api.errors import StatusError
 from nanokube.apitime import parse_time
 from nanokube.controllers.events import NORMAL, WARNING, EventRecorder
 from nanokube.controllers.informer import object_key
-from nanokube.controllers.manager import Controller, controller_ref, get_condition, owner_reference
+from nanokube.controllers.manager import (Controller, controlled_by, controller_ref, get_condition,
+                                          owner_key, owner_reference)
 
 log = logging.getLogger("nanokube.statefulset")
 
@@ -381,15 +382,10 @@ class StatefulSetController(Controller):
         self.revisions.add_handler(self._on_owned)
 
     def _on_owned(self, old: dict | None, new: dict | None) -> None:
-        obj = new or old
-        ref = controller_ref(obj)
-        if ref and ref.get("kind") == "StatefulSet":
-            self.enqueue(f"{obj['metadata']['namespace']}/{ref.get('name')}")
+        self.enqueue(owner_key(new or old, "StatefulSet"))
 
     def _owned(self, informer, sts: dict) -> list[dict]:
-        uid = sts["metadata"]["uid"]
-        return [o for o in informer.list(sts["metadata"]["namespace"])
-                if (controller_ref(o) or {}).get("uid") == uid]
+        return controlled_by(informer.list(sts["metadata"]["namespace"]), sts)
 
     async def reconcile(self, key: str) -> float | None:
         sts = self.sets.get(key)
