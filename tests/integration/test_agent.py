@@ -133,7 +133,7 @@ def pid_of(pod: dict, name: str = "c") -> int:
 
 
 async def test_agent_runs_pods(cluster):
-    net, node, state_dir = cluster["net"], cluster["node"], cluster["state_dir"]
+    node, state_dir = cluster["node"], cluster["state_dir"]
     client = Client.from_kubeconfig(cluster["server"].kubeconfig)
     try:
         # ---- registration and lease

@@ -359,7 +359,7 @@ def test_removed_endpoint_gets_no_new_connections_within_a_second(cluster):
     assert len(removed) == 3 and len(kept) == 1
     late = [(round(t - scaled, 3), body) for t, body in result["seen"]
             if body in removed and t > scaled + 1.0]
-    assert late == [], f"removed endpoints still chosen more than 1 s after the scale-down"
+    assert late == [], "removed endpoints still chosen more than 1 s after the scale-down"
     assert {body for t, body in result["seen"] if t > scaled + 1.0} == kept
     assert result["errors"] == [], result["errors"]
 

@@ -10,8 +10,6 @@ Every process is ended by its pid, also when a test fails."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys

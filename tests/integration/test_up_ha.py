@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from harness import ROOT, ClusterRun, alive, leftovers, wait_for
+from harness import ClusterRun, alive, leftovers, wait_for
 from nanokube.store.etcd_cluster import EtcdCluster, etcd_binary
 
 pytestmark = pytest.mark.skipif(

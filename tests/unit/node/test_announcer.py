@@ -6,8 +6,6 @@ import hashlib
 import time
 from datetime import datetime, timezone
 
-import pytest
-
 from nanokube.node import announcer as an
 from nanokube.node.announcer import (ARP_REPLY, ARP_REQUEST, BROADCAST, Arp, Announcer,
                                      arp_reply, build_arp, elect, gratuitous, live_nodes,
@@ -88,7 +86,6 @@ def test_owners_policies_and_endpoints():
               "empty": [eps_slice("empty", ("node-1", False))],
               "nolocal": [eps_slice("nolocal", ("node-3", True))]}
     of = lambda ns, name: slices.get(name, [])
-    ip_for = {}
     # pick, for each Service, an address that node-1 would win under Cluster policy
     candidates = (f"10.123.0.{i}" for i in range(200, 251))
     node1_ips = [ip for ip in candidates if elect(alive, ip) == "node-1"]

@@ -208,7 +208,8 @@ async def test_a_slow_pod_stops_reading_and_loses_nothing(session_client):
     port = pod.sockets[0].getsockname()[1]
     c = await session_client()
     c.writer.transport.set_write_buffer_limits(high=64 * 1024)
-    error, data = await c.open("error", port), await c.open("data", port)
+    await c.open("error", port)                          # the pair's error stream first
+    data = await c.open("data", port)
     chunk = bytes(range(256)) * 128                          # 32 KiB frames
     total = 64 << 20
 
