@@ -44,6 +44,7 @@ from aiohttp import web
 from nanokube.api import errors as E
 from nanokube.api.hijack import hijacked
 from nanokube.api.subresources import KUBELET_PORT, _node_ip
+from nanokube.goerrors import dial_error
 from nanokube.httpclient import HTTPError, Response as UpstreamResponse, Session
 from nanokube.node.tunnel import UPGRADE
 from nanokube.splice import CHUNK, splice
@@ -244,9 +245,7 @@ async def _dial(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.Str
     except asyncio.TimeoutError:
         raise ProxyError(f"dial tcp {host}:{port}: i/o timeout") from None
     except OSError as e:
-        raise ProxyError(f"dial tcp {host}:{port}: connect: "
-                         f"{(e.strerror or str(e))[:1].lower()}{(e.strerror or str(e))[1:]}"
-                         ) from None
+        raise ProxyError(dial_error(host, port, e)) from None
 
 
 async def open_tunnel(via: str, host: str, port: int

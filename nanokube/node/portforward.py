@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from nanokube.goerrors import dial_error, errno_text
 from nanokube.node import spdy
 from nanokube.node.httpserver import Request, Response, Router, tokens
 
@@ -88,12 +89,6 @@ def _socket_in_netns(netns: str | None, family: int) -> socket.socket:
     return result[0]
 
 
-def _go_error(e: OSError) -> str:
-    """An errno as Go prints it ("connection refused")."""
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]
-
-
 async def dial_localhost(sandbox: PodSandbox, port: int) -> socket.socket:
     """localhost:PORT in the sandbox, IPv4 then IPv6, with containerd's error text."""
     loop = asyncio.get_running_loop()
@@ -104,7 +99,7 @@ async def dial_localhost(sandbox: PodSandbox, port: int) -> socket.socket:
             sock = _socket_in_netns(sandbox.netns, family)
         except OSError as e:
             raise ForwardError(f"failed to execute portforward in network namespace "
-                               f'"{sandbox.netns}": {_go_error(e)}') from None
+                               f'"{sandbox.netns}": {errno_text(e)}') from None
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, (address, port))
@@ -112,7 +107,7 @@ async def dial_localhost(sandbox: PodSandbox, port: int) -> socket.socket:
         except OSError as e:
             sock.close()
             shown = f"[{address}]" if family == socket.AF_INET6 else address
-            errors.append(f"dial {network} {shown}:{port}: connect: {_go_error(e)}")
+            errors.append(dial_error(shown, port, e, network))
     where = sandbox.netns or "host"
     raise ForwardError(f'failed to execute portforward in network namespace "{where}": failed '
                        f'to connect to localhost:{port} inside namespace "{sandbox.uid}", '

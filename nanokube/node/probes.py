@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from contextvars import ContextVar
 from typing import Any, Awaitable, Callable
+
+from nanokube.goerrors import dial_error
 
 log = logging.getLogger("nanokube.node.probes")
 
@@ -35,13 +36,6 @@ def resolve_port(port: int | str, container: dict) -> int:
     if str(port).isdigit():
         return int(port)
     raise ValueError(f"couldn't find port: {port} in container {container.get('name', '')}")
-
-
-def dial_error(host: str, port: int, e: OSError) -> str:
-    """Go's net.Dial error text ("dial tcp 10.244.1.4:8080: connect: connection refused"),
-    which the kubelet's probe output carries."""
-    reason = os.strerror(e.errno).lower() if e.errno else str(e)
-    return f"dial tcp {host}:{port}: connect: {reason}"
 
 
 async def http_get(host: str, port: int, path: str, headers: list[dict],

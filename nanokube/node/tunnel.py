@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 from typing import Callable
 
+from nanokube.goerrors import dial_error
 from nanokube.node.httpserver import Request, Response, Router, tokens
-from nanokube.node.portforward import _go_error
 from nanokube.splice import splice
 
 CONNECT_TIMEOUT = 5.0
@@ -62,7 +62,7 @@ class TunnelServer:
         except asyncio.TimeoutError:
             return Response(status=502, text=f"dial tcp {ip}:{port}: i/o timeout\n")
         except OSError as e:
-            return Response(status=502, text=f"dial tcp {ip}:{port}: connect: {_go_error(e)}\n")
+            return Response(status=502, text=dial_error(ip, port, e) + "\n")
         request.keep_alive = False
         try:
             request._writer.write(request.head(101, {"Connection": "Upgrade",
